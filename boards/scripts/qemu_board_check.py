@@ -12,6 +12,9 @@ Checks (all run by default):
             0x01 included) echoed back byte for byte; reports boot-to-banner
             time, echo throughput and the CPU QEMU burns while the firmware
             sleeps.
+  slow-reader  the slow_echo example, which stalls 2 ms after every read:
+            16 KiB still echo byte-exact although the receive ring fills
+            (reception pauses and resumes; it must have paused at least once).
   reset     a machine reset from the QEMU monitor (what a gateway does to
             hard-reset an emulated board) gives a new banner with a new boot id.
   panic     the deadline_panic example: a 500 ms deadline sleep lasts at
@@ -140,6 +143,47 @@ class Qemu:
                     f"{bytes(self.rx[-200:])!r}; QEMU said {self.log()!r}")
             self.rx += chunk
 
+    def echo(self, payload):
+        """Sends `payload` while reading the echo (both at once, or the
+        firmware would block writing to a full socket while we block
+        sending); asserts the echo is byte-exact. Returns the seconds taken."""
+        sender_error = []
+
+        def send():
+            try:
+                self.uart.sendall(payload)
+            except OSError as e:  # reported below
+                sender_error.append(e)
+
+        start = time.monotonic()
+        sender = threading.Thread(target=send)
+        sender.start()
+        echoed = bytearray(self.rx)  # anything already read past the banner
+        self.rx.clear()
+        deadline = start + IO_TIMEOUT_S
+        while len(echoed) < len(payload) and time.monotonic() < deadline:
+            self.uart.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.uart.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            echoed += chunk
+        elapsed = time.monotonic() - start
+        sender.join(timeout=5)
+        assert not sender_error, f"sending failed: {sender_error[0]}"
+        # Anything beyond the payload is the firmware's next output.
+        self.rx += echoed[len(payload):]
+        echoed = echoed[: len(payload)]
+        assert len(echoed) == len(payload), f"echoed {len(echoed)} of {len(payload)} bytes"
+        if echoed != payload:
+            first = next(i for i in range(len(payload)) if echoed[i] != payload[i])
+            raise AssertionError(
+                f"echo differs at byte {first}: sent {payload[first:first+8].hex()}, "
+                f"got {bytes(echoed[first:first+8]).hex()}")
+        return elapsed
+
     def monitor_command(self, command):
         self.mon.sendall(command.encode() + b"\n")
 
@@ -178,37 +222,7 @@ def check_echo(args, workdir):
         payload[1000:1064] = b"\x00" * 32 + b"\x01" * 32
         payload = bytes(payload)
 
-        sender_error = []
-
-        def send():
-            try:
-                qemu.uart.sendall(payload)
-            except OSError as e:  # reported by the receive side
-                sender_error.append(e)
-
-        start = time.monotonic()
-        sender = threading.Thread(target=send)
-        sender.start()
-        echoed = bytearray()
-        deadline = start + IO_TIMEOUT_S
-        while len(echoed) < len(payload) and time.monotonic() < deadline:
-            qemu.uart.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = qemu.uart.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            echoed += chunk
-        elapsed = time.monotonic() - start
-        sender.join(timeout=5)
-        assert not sender_error, f"sending failed: {sender_error[0]}"
-        assert len(echoed) == len(payload), f"echoed {len(echoed)} of {len(payload)} bytes"
-        if echoed != payload:
-            first = next(i for i in range(len(payload)) if echoed[i] != payload[i])
-            raise AssertionError(
-                f"echo differs at byte {first}: sent {payload[first:first+8].hex()}, "
-                f"got {bytes(echoed[first:first+8]).hex()}")
+        elapsed = qemu.echo(payload)
         info.append(f"64 KiB echoed in {elapsed*1000:.0f} ms "
                     f"({len(payload)/elapsed/1024:.0f} KiB/s each way)")
 
@@ -220,6 +234,19 @@ def check_echo(args, workdir):
         used = cpu_seconds(pid) - before
         info.append(f"idle CPU {100 * used / args.idle_seconds:.1f}% of one core")
         return ", ".join(info)
+    finally:
+        qemu.stop()
+
+
+def check_slow_reader(args, workdir):
+    qemu = Qemu(args.slow_elf, workdir)
+    try:
+        qemu.expect(BANNER)
+        payload = random.Random(args.seed + 1).randbytes(16 * 1024)
+        elapsed = qemu.echo(payload)
+        pauses = int(qemu.expect(re.compile(rb"\r\nrx pauses=(\d+)\r\n")).group(1))
+        assert pauses > 0, "the receive ring never filled: the pause path was not exercised"
+        return f"16 KiB echoed byte-exact in {elapsed*1000:.0f} ms through {pauses} ring-full pauses"
     finally:
         qemu.stop()
 
@@ -283,20 +310,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--elf", required=True, help="the echo firmware (release ELF)")
     ap.add_argument("--panic-elf", required=True, help="the deadline_panic example ELF")
+    ap.add_argument("--slow-elf", required=True, help="the slow_echo example ELF")
     ap.add_argument("--seed", type=int, default=6965, help="random payload seed")
     ap.add_argument("--idle-seconds", type=float, default=2.0)
     ap.add_argument("--survey", type=int, default=0, metavar="N",
                     help="also boot N fresh QEMUs and report boot-id uniqueness")
     args = ap.parse_args()
 
-    for path in (args.elf, args.panic_elf):
+    for path in (args.elf, args.panic_elf, args.slow_elf):
         if not os.path.isfile(path):
             sys.exit(f"error: {path} does not exist; build it first (see boards/README.md)")
     if shutil.which("qemu-system-arm") is None:
         sys.exit("error: qemu-system-arm not found; install it with "
                  "`apt-get install qemu-system-arm`")
 
-    checks = [("echo", check_echo), ("reset", check_reset), ("panic", check_panic)]
+    checks = [("echo", check_echo), ("slow-reader", check_slow_reader),
+              ("reset", check_reset), ("panic", check_panic)]
     if args.survey:
         checks.append(("survey", survey))
     passed = failed = 0

@@ -15,7 +15,7 @@
 //! retransmission take over.
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::interrupt;
@@ -77,6 +77,8 @@ static RX_PRODUCER: Mutex<RefCell<Option<Producer<'static, u8>>>> = Mutex::new(R
 /// Set by the interrupt handler when it stopped reading because the ring was
 /// full (and masked its interrupt); cleared by `read` once there is room.
 static RX_PAUSED: AtomicBool = AtomicBool::new(false);
+/// How many times reception was paused because the ring was full.
+static RX_PAUSES: AtomicU32 = AtomicU32::new(0);
 
 /// The UART0 driver; implements [`corral_board_common::SerialPort`].
 pub struct Uart0 {
@@ -101,6 +103,14 @@ impl Uart0 {
     /// Received bytes are waiting in the ring.
     pub fn rx_ready(&self) -> bool {
         self.rx.ready()
+    }
+
+    /// How many times since boot the receive ring filled up and reception
+    /// paused until the firmware read from it. Under QEMU a pause loses
+    /// nothing; on silicon it may mean a FIFO overrun. A diagnostic for
+    /// firmware that falls behind its serial input.
+    pub fn rx_pauses(&self) -> u32 {
+        RX_PAUSES.load(Ordering::Relaxed)
     }
 }
 
@@ -189,6 +199,7 @@ fn UART0() {
                 // interrupt pending, so unmasking it later resumes reception.
                 IM.modify(|v| v & !INT_RX);
                 RX_PAUSED.store(true, Ordering::Relaxed);
+                RX_PAUSES.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             // Bits 8..11 are framing/parity/break/overrun flags. A damaged
