@@ -75,6 +75,19 @@ fn is_running(pid: u32) -> bool {
     matches!(proc_state(pid), Some(state) if state != 'Z' && state != 'X')
 }
 
+/// True once `pid` is no longer running, waiting up to 10 s: `kill` returns
+/// when the signal is queued, and the target dies when it is next scheduled,
+/// which on a busy machine is a moment later.
+async fn gone(pid: u32) -> bool {
+    for _ in 0..1000 {
+        if !is_running(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Pids of live processes whose process group is `pgid`.
 fn group_members(pgid: u32) -> Vec<u32> {
     let mut members = Vec::new();
@@ -266,7 +279,7 @@ async fn timeout_kills_the_whole_process_tree() {
     assert_eq!(out.report.status, ExitStatus::TimedOut);
     for pid in members {
         assert!(
-            !is_running(pid),
+            gone(pid).await,
             "process {pid} of the timed-out command is still running"
         );
     }
@@ -284,10 +297,7 @@ async fn timeout_escalates_to_sigkill_when_sigterm_is_ignored() {
     let out = collect(cmd).await;
     assert_eq!(out.report.status, ExitStatus::TimedOut);
     for pid in members {
-        assert!(
-            !is_running(pid),
-            "process {pid} survived SIGKILL escalation"
-        );
+        assert!(gone(pid).await, "process {pid} survived SIGKILL escalation");
     }
 }
 
@@ -319,7 +329,7 @@ async fn timeout_holds_while_nobody_reads_and_after_the_handle_is_dropped() {
     assert_eq!(exec.running(), 0, "the detached command was stopped");
     for pid in members {
         assert!(
-            !is_running(pid),
+            gone(pid).await,
             "process {pid} of a detached command survived"
         );
     }
@@ -337,7 +347,7 @@ async fn group_members_left_behind_by_a_finished_command_are_killed() {
         .parse()
         .unwrap();
     assert!(
-        !is_running(straggler),
+        gone(straggler).await,
         "background sleep {straggler} survived"
     );
 }
@@ -358,7 +368,7 @@ async fn cancel_from_another_task() {
     assert_eq!(out.report.status, ExitStatus::Cancelled);
     assert_eq!(out.stdout, b"started\n");
     for pid in members {
-        assert!(!is_running(pid), "process {pid} survived cancel");
+        assert!(gone(pid).await, "process {pid} survived cancel");
     }
 }
 
@@ -546,7 +556,7 @@ async fn shutdown_stops_everything_and_refuses_new_commands() {
     assert_eq!(a.wait().await.status, ExitStatus::Cancelled);
     assert_eq!(b.wait().await.status, ExitStatus::Cancelled);
     for pid in b_members {
-        assert!(!is_running(pid), "process {pid} survived shutdown");
+        assert!(gone(pid).await, "process {pid} survived shutdown");
     }
     assert_eq!(
         exec.spawn(CommandSpec::new(["true"])).unwrap_err(),
