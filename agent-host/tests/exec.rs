@@ -454,6 +454,18 @@ async fn failed_to_start_says_why() {
     }
     assert_eq!(exec.running(), 0, "a failed start holds no slot");
 
+    // Bytes from the network can be anything: a NUL cannot be passed to
+    // exec, and must not panic the agent.
+    let cmd = exec
+        .spawn(CommandSpec::new(["echo", "a\0b"]).env("X\0", "y"))
+        .unwrap();
+    match collect(cmd).await.report.status {
+        ExitStatus::FailedToStart(message) => {
+            assert!(message.starts_with("cannot start echo: "), "{message}")
+        }
+        other => panic!("expected FailedToStart, got {other:?}"),
+    }
+
     // A file that is not executable.
     let script = dir.path().join("not-executable");
     std::fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
@@ -572,4 +584,13 @@ async fn invalid_config_is_refused() {
     })
     .unwrap_err();
     assert!(matches!(err, ExecError::InvalidConfig(_)), "{err}");
+}
+
+#[test]
+fn handles_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Executor>();
+    send_sync::<RunningCommand>();
+    send_sync::<corral_agent::exec::Canceller>();
+    send_sync::<corral_agent::exec::StdinWriter>();
 }

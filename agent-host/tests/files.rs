@@ -480,3 +480,13 @@ async fn opening_a_missing_root_names_it() {
     assert!(matches!(err, FileError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/corral-root"));
 }
+
+#[test]
+fn handles_can_move_between_tasks() {
+    fn send<T: Send>() {}
+    send::<FileStore>();
+    send::<corral_agent::files::PutHandle>();
+    send::<corral_agent::files::DirListing>();
+    send::<corral_agent::files::FileReader>();
+    send::<FileError>();
+}

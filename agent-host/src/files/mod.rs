@@ -237,10 +237,16 @@ impl FileStore {
     pub async fn remove(&self, path: impl AsRef<Path>) -> Result<(), FileError> {
         let wire = path.as_ref().to_path_buf();
         let rel = self.inner.relative(&wire)?;
-        if path::is_root(&rel) || rel.file_name().is_none() {
+        if path::is_root(&rel) {
             return Err(FileError::invalid(
                 &wire,
                 "refusing to remove the file root itself; name something inside it",
+            ));
+        }
+        if rel.file_name().is_none() {
+            return Err(FileError::invalid(
+                &wire,
+                "the path must end in the name to remove, not in `..`",
             ));
         }
         blocking(Arc::clone(&self.inner), move |inner| {
