@@ -138,7 +138,10 @@ struct Args {
 }
 
 fn long_help() -> String {
-    format!("{EXAMPLES}\n\n{}", control::help_text())
+    format!(
+        "{EXAMPLES}\n\nControl channel (type on stdin, or send to the --control socket); {}",
+        control::help_text()
+    )
 }
 
 fn baud(s: &str) -> Result<u32, FaultsError> {

@@ -5,7 +5,8 @@
 //! line becomes free and hands out, for each small slice of bytes, the instant the
 //! slice has finished crossing the line. Deadlines accumulate from that instant
 //! rather than from "now", so late timer wake-ups do not slow the line down, and an
-//! idle line earns no credit: after a pause, bytes do not rush out in a burst.
+//! idle line earns no credit: after a pause, bytes do not rush out in a burst
+//! (beyond [`LATE_TOLERANCE`], the slack that absorbs late wake-ups).
 //!
 //! Slices are about a millisecond of line time (at least one byte), which is the
 //! resolution of tokio's timer; the pipe therefore behaves like a UART at the
@@ -33,6 +34,14 @@ pub(crate) fn line_time(bytes: usize, baud: u32) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// How far behind the line's own schedule a slice may start and still count as
+/// back-to-back with the one before. Timer wake-ups come up to a tick (1 ms) late,
+/// more on a busy machine; starting each slice from the late wake-up instead of
+/// from the end of the previous one would lose that time on every slice and run
+/// the line well below its baud rate. A line idle for longer than this starts
+/// afresh, so a pause never earns more than this much of a burst.
+pub(crate) const LATE_TOLERANCE: Duration = Duration::from_millis(5);
+
 /// The state of one direction's line.
 #[derive(Debug, Default)]
 pub(crate) struct Pacer {
@@ -45,7 +54,7 @@ impl Pacer {
     /// has arrived at the far end.
     pub fn schedule(&mut self, now: Instant, bytes: usize, baud: u32) -> Instant {
         let start = match self.line_free {
-            Some(free) if free > now => free,
+            Some(free) if free + LATE_TOLERANCE >= now => free,
             _ => now,
         };
         let done = start + line_time(bytes, baud);
@@ -75,6 +84,9 @@ mod tests {
         assert_eq!(pacer.schedule(t0, 1, 9600), t0 + byte);
         // Handed over at the same instant, the second byte waits for the first.
         assert_eq!(pacer.schedule(t0, 1, 9600), t0 + byte * 2);
+        // A wake-up a little late does not cost line time.
+        let late = t0 + byte * 2 + Duration::from_millis(1);
+        assert_eq!(pacer.schedule(late, 1, 9600), t0 + byte * 3);
         // After a long pause the line starts from "now", not from the past.
         let later = t0 + Duration::from_secs(10);
         assert_eq!(pacer.schedule(later, 1, 9600), later + byte);

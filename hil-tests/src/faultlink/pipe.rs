@@ -356,3 +356,211 @@ pub(crate) fn book_closed(dirs: &mut [DirState; 2], shared: &Shared) {
         shared.counters[dir].close_in_flight();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pipe on in-memory streams in paused, auto-advancing time: every count
+    //! here is exact because no real clock or machine speed is involved.
+
+    use std::future::Future;
+
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::time::sleep;
+
+    use super::*;
+    use crate::faultlink::endpoint::EndpointAddr;
+    use crate::faultlink::shared::Cut;
+    use crate::faultlink::LinkFaults;
+
+    fn shared(a2b: Faults) -> Shared {
+        let addr = || EndpointAddr::Tcp("memory".into());
+        Shared::new(
+            1,
+            LinkFaults {
+                a2b,
+                b2a: Faults::none(),
+            },
+            [addr(), addr()],
+        )
+    }
+
+    /// Runs `test` against a session between a "gateway" and a "device" stream.
+    async fn with_session<F, Fut>(shared: &Shared, test: F)
+    where
+        F: FnOnce(DuplexStream, DuplexStream) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (gateway, a) = duplex(1 << 16);
+        let (device, b) = duplex(1 << 16);
+        let mut dirs = [DirState::new(1, A2B), DirState::new(1, B2A)];
+        let session = run_session(Box::new(a), Box::new(b), &mut dirs, shared);
+        tokio::select! {
+            end = session => panic!("the session ended first: {}", end.reason),
+            () = test(gateway, device) => {}
+        }
+    }
+
+    fn bytes_out(shared: &Shared) -> u64 {
+        shared.counters[A2B].snapshot().bytes_out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_9600_baud_line_carries_480_bytes_in_half_a_second_then_the_rest() {
+        let shared = shared(Faults {
+            baud: Some(9600),
+            ..Faults::none()
+        });
+        let shared = &shared;
+        with_session(shared, |mut gateway, mut device| async move {
+            gateway.write_all(&[0x55; 2000]).await.unwrap();
+            sleep(Duration::from_millis(500)).await;
+            // 960 bytes a second; the 480th byte finishes exactly at 500 ms.
+            let passed = bytes_out(shared);
+            assert!((479..=480).contains(&passed), "{passed} bytes in 500 ms");
+            sleep(Duration::from_millis(500)).await;
+            let passed = bytes_out(shared);
+            assert!((959..=960).contains(&passed), "{passed} bytes in 1 s");
+            let mut got = vec![0u8; 2000];
+            device.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [0x55; 2000]);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_line_earns_no_burst() {
+        let shared = shared(Faults {
+            baud: Some(9600),
+            ..Faults::none()
+        });
+        let shared = &shared;
+        with_session(shared, |mut gateway, device| async move {
+            // Kept open: a closed device would end the session.
+            let _device = device;
+            sleep(Duration::from_secs(10)).await;
+            gateway.write_all(&[1; 1000]).await.unwrap();
+            sleep(Duration::from_millis(100)).await;
+            let passed = bytes_out(shared);
+            assert!(
+                (95..=96).contains(&passed),
+                "{passed} bytes in 100 ms after a pause"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delay_holds_every_byte_back_by_exactly_the_delay() {
+        let shared = shared(Faults {
+            delay: Duration::from_millis(100),
+            ..Faults::none()
+        });
+        let shared = &shared;
+        with_session(shared, |mut gateway, mut device| async move {
+            gateway.write_all(b"late").await.unwrap();
+            sleep(Duration::from_millis(99)).await;
+            assert_eq!(bytes_out(shared), 0);
+            let mut got = [0u8; 4];
+            device.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"late");
+            assert_eq!(bytes_out(shared), 4);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_held_for_a_swap_goes_out_in_order_when_the_sender_pauses() {
+        let shared = shared(Faults {
+            reorder: 1.0,
+            reorder_chunk: 4,
+            ..Faults::none()
+        });
+        let shared = &shared;
+        with_session(shared, |mut gateway, mut device| async move {
+            gateway.write_all(&[0, 1, 2, 3, 4, 5]).await.unwrap();
+            sleep(REORDER_HOLD / 2).await;
+            assert_eq!(bytes_out(shared), 0, "held while a swap partner may come");
+            let mut got = [0u8; 6];
+            device.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+            assert_eq!(shared.counters[A2B].snapshot().reordered, 0);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_cut_ends_on_time() {
+        let shared = shared(Faults::none());
+        shared.set_cut(Cut::Until(Instant::now() + Duration::from_secs(2)));
+        let shared = &shared;
+        with_session(shared, |mut gateway, mut device| async move {
+            gateway.write_all(b"lost").await.unwrap();
+            sleep(Duration::from_millis(1999)).await;
+            gateway.write_all(b"lost").await.unwrap();
+            sleep(Duration::from_millis(2)).await;
+            gateway.write_all(b"kept").await.unwrap();
+            let mut got = [0u8; 4];
+            device.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"kept");
+            assert_eq!(shared.counters[A2B].snapshot().discarded_cut, 8);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_one_side_closes_the_other_may_finish_then_the_session_ends() {
+        let shared = shared(Faults::none());
+        let (gateway, a) = duplex(1 << 16);
+        let (mut device, b) = duplex(1 << 16);
+        let mut dirs = [DirState::new(1, A2B), DirState::new(1, B2A)];
+        let (mut gateway_read, mut gateway_write) = tokio::io::split(gateway);
+        let session = run_session(Box::new(a), Box::new(b), &mut dirs, &shared);
+        let peers = async {
+            gateway_write.write_all(b"bye").await.unwrap();
+            gateway_write.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            device.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"bye", "a's bytes are delivered before b is closed");
+            // b still answers after a's half-close, within the linger time.
+            sleep(HALF_CLOSE_LINGER / 2).await;
+            device.write_all(b"ok").await.unwrap();
+            let mut answer = [0u8; 2];
+            gateway_read.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer, b"ok");
+        };
+        let (end, ()) = tokio::join!(session, peers);
+        assert!(!end.a_broken && !end.b_broken, "{}", end.reason);
+        assert_eq!(shared.counters[B2A].snapshot().bytes_out, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_byte_is_accounted_for() {
+        let shared = shared(Faults {
+            drop: 0.1,
+            duplicate: 0.1,
+            corrupt: 0.1,
+            delay: Duration::from_millis(10),
+            ..Faults::none()
+        });
+        let shared = &shared;
+        with_session(shared, |mut gateway, device| async move {
+            // Kept open: a closed device would end the session.
+            let _device = device;
+            gateway.write_all(&[7; 10_000]).await.unwrap();
+            sleep(Duration::from_millis(5)).await;
+            shared.set_cut(Cut::UntilRestore);
+            sleep(Duration::from_millis(20)).await;
+            let s = shared.counters[A2B].snapshot();
+            assert_eq!(
+                s.bytes_in + s.duplicated,
+                s.bytes_out + s.dropped + s.discarded_cut + s.discarded_closed + s.in_flight,
+                "{s:?}"
+            );
+            assert!(
+                s.discarded_cut > 0 && s.dropped > 0 && s.duplicated > 0,
+                "{s:?}"
+            );
+        })
+        .await;
+    }
+}
