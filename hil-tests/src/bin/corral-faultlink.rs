@@ -241,15 +241,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let seed = args.seed.unwrap_or_else(rand::random);
+    // A random seed stays below 2^53, so it survives JSON tools that read numbers
+    // as doubles and can be pasted back into --seed from `stats`.
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
     let faults = args.faults();
     let link = FaultLink::start_with(args.a.clone(), args.b.clone(), faults, seed)
         .await
         .context("starting the fault link")?;
-    tracing::info!(
-        seed,
-        "replay these faults with --seed {seed}; type `help` for control commands"
-    );
+    tracing::info!(seed, "replay these faults with --seed {seed}");
     let mut stdout = tokio::io::stdout();
     stdout
         .write_all(
@@ -271,7 +270,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if !args.no_stdin {
+    if !args.no_stdin && stdin_is_ours() {
         let link = link.clone();
         tokio::spawn(async move {
             match control::serve(&link, tokio::io::stdin(), tokio::io::stdout()).await {
@@ -285,6 +284,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     link.shutdown().await;
     tracing::info!(stats = %serde_json::to_string(&link.stats()).unwrap_or_default(), "stopped");
     Ok(())
+}
+
+/// Whether reading stdin is safe. Started with `&` from an interactive shell, the
+/// process is in a background job, and reading the terminal would stop it (SIGTTIN)
+/// with the link in it.
+fn stdin_is_ours() -> bool {
+    let stdin = std::io::stdin();
+    if !rustix::termios::isatty(&stdin) {
+        return true;
+    }
+    match rustix::termios::tcgetpgrp(&stdin) {
+        Ok(foreground) if foreground != rustix::process::getpgrp() => {
+            tracing::info!(
+                "running in the background: not reading commands from the terminal (use --control)"
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Waits for Ctrl-C, SIGTERM, or a `shutdown` command.
