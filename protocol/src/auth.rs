@@ -56,7 +56,9 @@ pub enum AuthError {
 impl core::fmt::Display for AuthError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            AuthError::KeyFormat => "a key must be 64 hexadecimal characters (as printed by `openssl rand -hex 32`)",
+            AuthError::KeyFormat => {
+                "a key must be 64 hexadecimal characters (as printed by `openssl rand -hex 32`)"
+            }
             AuthError::BadMagic => "the peer did not send a Corral authentication challenge",
             AuthError::WrongKey => "the peer's proof does not match our key",
             AuthError::Refused => "the agent refused our key",
@@ -114,12 +116,19 @@ pub fn challenge(agent_nonce: &[u8; 32]) -> [u8; CHALLENGE_LEN] {
 }
 
 /// The gateway's response to a challenge.
-pub fn respond(key: &Key, challenge: &[u8; CHALLENGE_LEN], gateway_nonce: &[u8; 32]) -> Result<[u8; RESPONSE_LEN], AuthError> {
+pub fn respond(
+    key: &Key,
+    challenge: &[u8; CHALLENGE_LEN],
+    gateway_nonce: &[u8; 32],
+) -> Result<[u8; RESPONSE_LEN], AuthError> {
     if &challenge[..12] != MAGIC {
         return Err(AuthError::BadMagic);
     }
     let an = nonce(&challenge[12..]);
-    let mac = key.mac(b"client", &an, gateway_nonce).finalize().into_bytes();
+    let mac = key
+        .mac(b"client", &an, gateway_nonce)
+        .finalize()
+        .into_bytes();
     let mut r = [0u8; RESPONSE_LEN];
     r[..32].copy_from_slice(gateway_nonce);
     r[32..].copy_from_slice(&mac);
@@ -128,7 +137,11 @@ pub fn respond(key: &Key, challenge: &[u8; CHALLENGE_LEN], gateway_nonce: &[u8; 
 
 /// The agent checks a response. On success, returns the verdict to send; on
 /// failure the caller sends [`refusal`] and closes.
-pub fn verify_response(key: &Key, agent_nonce: &[u8; 32], response: &[u8; RESPONSE_LEN]) -> Result<[u8; VERDICT_LEN], AuthError> {
+pub fn verify_response(
+    key: &Key,
+    agent_nonce: &[u8; 32],
+    response: &[u8; RESPONSE_LEN],
+) -> Result<[u8; VERDICT_LEN], AuthError> {
     let gn = nonce(&response[..32]);
     key.mac(b"client", agent_nonce, &gn)
         .verify_slice(&response[32..])
@@ -147,7 +160,12 @@ pub const fn refusal() -> [u8; VERDICT_LEN] {
 
 /// The gateway checks the agent's verdict, which proves the agent knows the
 /// key too.
-pub fn verify_verdict(key: &Key, challenge: &[u8; CHALLENGE_LEN], gateway_nonce: &[u8; 32], verdict: &[u8; VERDICT_LEN]) -> Result<(), AuthError> {
+pub fn verify_verdict(
+    key: &Key,
+    challenge: &[u8; CHALLENGE_LEN],
+    gateway_nonce: &[u8; 32],
+    verdict: &[u8; VERDICT_LEN],
+) -> Result<(), AuthError> {
     if verdict[0] != 1 {
         return Err(AuthError::Refused);
     }
@@ -184,8 +202,14 @@ mod tests {
         let other = Key::from_bytes([1; 32]);
         let c = challenge(&[7; 32]);
         let r = respond(&other, &c, &[9; 32]).unwrap();
-        assert_eq!(verify_response(&key, &[7; 32], &r), Err(AuthError::WrongKey));
-        assert_eq!(verify_verdict(&other, &c, &[9; 32], &refusal()), Err(AuthError::Refused));
+        assert_eq!(
+            verify_response(&key, &[7; 32], &r),
+            Err(AuthError::WrongKey)
+        );
+        assert_eq!(
+            verify_verdict(&other, &c, &[9; 32], &refusal()),
+            Err(AuthError::Refused)
+        );
     }
 
     #[test]

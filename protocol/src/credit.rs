@@ -77,7 +77,9 @@ impl ReceiveCredit {
     /// Records `n` bytes consumed (written to disk, printed). Returns a
     /// credit to send once half the window was consumed.
     pub fn consumed(&mut self, n: usize) -> Option<u32> {
-        self.unannounced = self.unannounced.saturating_add(n.min(u32::MAX as usize) as u32);
+        self.unannounced = self
+            .unannounced
+            .saturating_add(n.min(u32::MAX as usize) as u32);
         if self.unannounced >= self.window / 2 {
             let g = core::mem::take(&mut self.unannounced);
             self.granted += u64::from(g);

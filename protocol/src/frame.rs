@@ -335,7 +335,10 @@ mod tests {
         out
     }
 
-    fn decode_all<const N: usize>(dec: &mut FrameDecoder<N>, mut input: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    fn decode_all<const N: usize>(
+        dec: &mut FrameDecoder<N>,
+        mut input: &[u8],
+    ) -> Vec<(bool, Vec<u8>)> {
         let mut items = Vec::new();
         while !input.is_empty() {
             let (used, item) = dec.push(input);
@@ -385,7 +388,10 @@ mod tests {
         // A frame whose encoded form is all printable must still be a frame.
         let wire = encoded(b"plain ascii body");
         let mut dec = FrameDecoder::<128>::new();
-        assert_eq!(decode_all(&mut dec, &wire), [(true, b"plain ascii body".to_vec())]);
+        assert_eq!(
+            decode_all(&mut dec, &wire),
+            [(true, b"plain ascii body".to_vec())]
+        );
     }
 
     #[test]

@@ -58,6 +58,6 @@ pub mod sim;
 pub mod time;
 pub mod wire;
 
-pub use link::{Config, Event, Link, SendError, State};
+pub use link::{Config, Event, Link, LinkStats, SendError, State};
 pub use message::{Body, Envelope};
 pub use time::Instant;

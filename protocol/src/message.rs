@@ -515,8 +515,12 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Malformed => f.write_str("malformed message"),
-            DecodeError::UnknownKind { id, kind } => write!(f, "unknown message kind {kind} (request {id})"),
-            DecodeError::BadBody { id, kind } => write!(f, "malformed body of kind {kind} (request {id})"),
+            DecodeError::UnknownKind { id, kind } => {
+                write!(f, "unknown message kind {kind} (request {id})")
+            }
+            DecodeError::BadBody { id, kind } => {
+                write!(f, "malformed body of kind {kind} (request {id})")
+            }
         }
     }
 }
@@ -534,12 +538,15 @@ impl<'a> Envelope<'a> {
 
     /// Decodes one message. Trailing bytes are ignored.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let (id, rest) = postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Malformed)?;
-        let (kind, _) = postcard::take_from_bytes::<u32>(rest).map_err(|_| DecodeError::Malformed)?;
+        let (id, rest) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Malformed)?;
+        let (kind, _) =
+            postcard::take_from_bytes::<u32>(rest).map_err(|_| DecodeError::Malformed)?;
         if kind >= BODY_KINDS {
             return Err(DecodeError::UnknownKind { id, kind });
         }
-        let (body, _) = postcard::take_from_bytes::<Body<'a>>(rest).map_err(|_| DecodeError::BadBody { id, kind })?;
+        let (body, _) = postcard::take_from_bytes::<Body<'a>>(rest)
+            .map_err(|_| DecodeError::BadBody { id, kind })?;
         Ok(Envelope { id, body })
     }
 

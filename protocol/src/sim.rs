@@ -128,7 +128,9 @@ impl Channel {
     }
 
     fn byte_time_ns(&self) -> u64 {
-        self.faults.baud.map_or(0, |b| 10_000_000_000 / u64::from(b.max(1)))
+        self.faults
+            .baud
+            .map_or(0, |b| 10_000_000_000 / u64::from(b.max(1)))
     }
 
     /// True if the transmitter is idle at `now` (a UART driver would refill
@@ -167,7 +169,9 @@ impl Channel {
             } else {
                 self.rng.below(self.faults.jitter.as_micros() as u64 + 1)
             };
-            let at = Instant::from_micros(t_ns.div_ceil(1000)) + self.faults.delay + Duration::from_micros(jitter);
+            let at = Instant::from_micros(t_ns.div_ceil(1000))
+                + self.faults.delay
+                + Duration::from_micros(jitter);
             self.push_piece(at, data.clone());
             if self.rng.chance(self.faults.duplicate) {
                 self.stats.duplicated += 1;
@@ -191,7 +195,11 @@ impl Channel {
             }
         }
         // Keep the queue sorted by delivery time (stable for equal times).
-        let pos = self.queue.iter().rposition(|(t, _)| *t <= at).map_or(0, |p| p + 1);
+        let pos = self
+            .queue
+            .iter()
+            .rposition(|(t, _)| *t <= at)
+            .map_or(0, |p| p + 1);
         self.queue.insert(pos, (at, data));
     }
 
@@ -313,7 +321,11 @@ pub fn run_pair(
         };
         // Guarantee progress when a node asks to run "now" repeatedly but has
         // nothing to send.
-        now = if t <= now && !(a_sent || b_sent) { now + Duration::from_micros(1) } else { t.max(now) };
+        now = if t <= now && !(a_sent || b_sent) {
+            now + Duration::from_micros(1)
+        } else {
+            t.max(now)
+        };
         if now > limit {
             return RunEnd::TimeLimit(now);
         }

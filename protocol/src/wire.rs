@@ -157,13 +157,17 @@ impl HelloRepr {
         b[hello::VERSION_MAJOR] = self.version.major;
         b[hello::VERSION_MINOR] = self.version.minor;
         b[hello::FLAGS] = self.flags;
-        b[hello::SCHEMA_HASH..hello::SCHEMA_HASH + 4].copy_from_slice(&self.schema_hash.to_le_bytes());
+        b[hello::SCHEMA_HASH..hello::SCHEMA_HASH + 4]
+            .copy_from_slice(&self.schema_hash.to_le_bytes());
         b[hello::FEATURES..hello::FEATURES + 4].copy_from_slice(&self.features.to_le_bytes());
         b[hello::SESSION..hello::SESSION + 4].copy_from_slice(&self.session.to_le_bytes());
-        b[hello::PEER_SESSION..hello::PEER_SESSION + 4].copy_from_slice(&self.peer_session.to_le_bytes());
-        b[hello::MAX_SEGMENT..hello::MAX_SEGMENT + 2].copy_from_slice(&self.max_segment.to_le_bytes());
+        b[hello::PEER_SESSION..hello::PEER_SESSION + 4]
+            .copy_from_slice(&self.peer_session.to_le_bytes());
+        b[hello::MAX_SEGMENT..hello::MAX_SEGMENT + 2]
+            .copy_from_slice(&self.max_segment.to_le_bytes());
         b[hello::WINDOW..hello::WINDOW + 4].copy_from_slice(&self.window.to_le_bytes());
-        b[hello::MAX_MESSAGE..hello::MAX_MESSAGE + 2].copy_from_slice(&self.max_message.to_le_bytes());
+        b[hello::MAX_MESSAGE..hello::MAX_MESSAGE + 2]
+            .copy_from_slice(&self.max_message.to_le_bytes());
     }
 }
 
@@ -206,7 +210,9 @@ impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RejectReason::Version => f.write_str("incompatible protocol versions"),
-            RejectReason::Schema => f.write_str("same protocol version but different message schemas"),
+            RejectReason::Schema => {
+                f.write_str("same protocol version but different message schemas")
+            }
             RejectReason::Parameters => f.write_str("unusable link parameters"),
             RejectReason::Other(x) => write!(f, "reason code {x}"),
         }
@@ -269,10 +275,12 @@ impl RejectRepr {
         b[reject::KIND] = KIND_REJECT;
         b[reject::REASON] = self.reason.to_u8();
         b[reject::SESSION..reject::SESSION + 4].copy_from_slice(&self.session.to_le_bytes());
-        b[reject::PEER_SESSION..reject::PEER_SESSION + 4].copy_from_slice(&self.peer_session.to_le_bytes());
+        b[reject::PEER_SESSION..reject::PEER_SESSION + 4]
+            .copy_from_slice(&self.peer_session.to_le_bytes());
         b[reject::VERSION_MAJOR] = self.version.major;
         b[reject::VERSION_MINOR] = self.version.minor;
-        b[reject::SCHEMA_HASH..reject::SCHEMA_HASH + 4].copy_from_slice(&self.schema_hash.to_le_bytes());
+        b[reject::SCHEMA_HASH..reject::SCHEMA_HASH + 4]
+            .copy_from_slice(&self.schema_hash.to_le_bytes());
     }
 }
 
@@ -437,7 +445,10 @@ mod tests {
     #[test]
     fn seg_round_trip_with_everything() {
         let mut s = SegRepr::empty(0x5a);
-        s.ack = Some(AckRepr { ack: 7, window: 4096 });
+        s.ack = Some(AckRepr {
+            ack: 7,
+            window: 4096,
+        });
         s.ack_request = true;
         s.sacks[0] = (10, 20);
         s.sacks[1] = (30, 40);
@@ -456,8 +467,17 @@ mod tests {
 
     #[test]
     fn truncated_and_reserved_are_refused() {
-        assert_eq!(SegRepr::parse(&[KIND_SEG, 0, SEG_ACK, 1, 2]), Err(WireError::Truncated));
-        assert_eq!(SegRepr::parse(&[KIND_SEG, 0, 0x80]), Err(WireError::Reserved));
-        assert_eq!(HelloRepr::parse(&[KIND_HELLO; 40]), Err(WireError::BadMagic));
+        assert_eq!(
+            SegRepr::parse(&[KIND_SEG, 0, SEG_ACK, 1, 2]),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            SegRepr::parse(&[KIND_SEG, 0, 0x80]),
+            Err(WireError::Reserved)
+        );
+        assert_eq!(
+            HelloRepr::parse(&[KIND_HELLO; 40]),
+            Err(WireError::BadMagic)
+        );
     }
 }

@@ -66,7 +66,9 @@ impl Node for Peer {
         self.link.poll_timeout()
     }
     fn done(&self) -> bool {
-        self.received.len() >= self.expect && self.sent == self.to_send.len() && self.link.unacknowledged() == 0
+        self.received.len() >= self.expect
+            && self.sent == self.to_send.len()
+            && self.link.unacknowledged() == 0
     }
 }
 
@@ -86,11 +88,26 @@ fn messages(seed: u64, count: usize, max_len: usize) -> Vec<Vec<u8>> {
 fn exchange(cfg: Config, faults: Faults, seed: u64, count: usize) -> (Peer, Peer, RunEnd) {
     let a_msgs = messages(seed, count, 700);
     let b_msgs = messages(seed ^ 0xffff, count, 300);
-    let mut a = Peer::new(cfg.clone(), 0xa11c_e000 | seed as u32 & 0xfff, a_msgs, count);
-    let mut b = Peer::new(cfg.clone(), 0xb0b0_0000 | seed as u32 & 0xfff, b_msgs, count);
+    let mut a = Peer::new(
+        cfg.clone(),
+        0xa11c_e000 | seed as u32 & 0xfff,
+        a_msgs,
+        count,
+    );
+    let mut b = Peer::new(
+        cfg.clone(),
+        0xb0b0_0000 | seed as u32 & 0xfff,
+        b_msgs,
+        count,
+    );
     let mut ab = Channel::new(faults.clone(), seed * 2 + 1);
     let mut ba = Channel::new(faults, seed * 2 + 2);
-    let limit = Instant::from_millis(std::env::var("SIM_LIMIT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(30 * 60 * 1000));
+    let limit = Instant::from_millis(
+        std::env::var("SIM_LIMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30 * 60 * 1000),
+    );
     let end = run_pair(&mut a, &mut b, &mut ab, &mut ba, 8192, limit);
     (a, b, end)
 }
@@ -131,12 +148,19 @@ fn every_fault_at_once_still_delivers_exactly_once_in_order() {
             duplicate: 0.02,
             reorder: 0.02,
         };
-        let cfg = if seed % 2 == 0 { Config::serial() } else { Config::device() };
+        let cfg = if seed % 2 == 0 {
+            Config::serial()
+        } else {
+            Config::device()
+        };
         let (a, b, end) = exchange(cfg, faults, seed, 120);
         assert!(matches!(end, RunEnd::Done(_)), "seed {seed}: {end:?}");
         assert_exactly_once_in_order(&a, &b);
         let s = a.link.stats();
-        assert!(s.retransmits > 0, "seed {seed}: the faults should have cost retransmissions");
+        assert!(
+            s.retransmits > 0,
+            "seed {seed}: the faults should have cost retransmissions"
+        );
     }
 }
 
@@ -167,7 +191,14 @@ fn tiny_device_window_of_two_segments_works() {
     let mut b = Peer::new(cfg, 0x5678, Vec::new(), 50);
     let mut ab = Channel::new(faults.clone(), 10);
     let mut ba = Channel::new(faults, 11);
-    let end = run_pair(&mut a, &mut b, &mut ab, &mut ba, 8192, Instant::from_millis(600_000));
+    let end = run_pair(
+        &mut a,
+        &mut b,
+        &mut ab,
+        &mut ba,
+        8192,
+        Instant::from_millis(600_000),
+    );
     assert!(matches!(end, RunEnd::Done(_)), "{end:?}");
     assert_eq!(b.received, a.to_send);
 }
@@ -201,8 +232,17 @@ fn peer_reboot_is_reported_at_once_as_a_reset() {
     let mut dev = Peer::new(Config::device(), 0xd002, Vec::new(), 0);
     host.events.clear();
     step(&mut host, &mut dev, 20, 5, false);
-    assert_eq!(host.events.first().map(String::as_str), Some("PeerReset"), "{:?}", host.events);
-    assert!(host.events.iter().any(|e| e.starts_with("Connected")), "{:?}", host.events);
+    assert_eq!(
+        host.events.first().map(String::as_str),
+        Some("PeerReset"),
+        "{:?}",
+        host.events
+    );
+    assert!(
+        host.events.iter().any(|e| e.starts_with("Connected")),
+        "{:?}",
+        host.events
+    );
     assert_eq!(host.link.session().unwrap().peer_session, 0xd002);
 }
 
@@ -215,7 +255,12 @@ fn restart_with_the_same_boot_id_is_still_a_reset() {
     let mut dev = Peer::new(Config::device(), 0xd001, Vec::new(), 0);
     host.events.clear();
     step(&mut host, &mut dev, 20, 5, false);
-    assert_eq!(host.events.first().map(String::as_str), Some("PeerReset"), "{:?}", host.events);
+    assert_eq!(
+        host.events.first().map(String::as_str),
+        Some("PeerReset"),
+        "{:?}",
+        host.events
+    );
     assert_eq!(host.link.state(), State::Established);
 }
 
@@ -253,9 +298,11 @@ fn a_reader_that_stops_pauses_the_sender_without_loss() {
 fn console_text_before_and_between_frames_is_surfaced() {
     let mut host = Peer::new(Config::serial(), 0x0101, Vec::new(), 0);
     let mut dev = Peer::new(Config::device(), 0xd001, vec![b"first".to_vec()], 0);
-    host.link.receive(Instant::ZERO, b"Booting firmware v1.2\r\n");
+    host.link
+        .receive(Instant::ZERO, b"Booting firmware v1.2\r\n");
     step(&mut host, &mut dev, 0, 20, false);
-    host.link.receive(Instant::from_millis(21), b"panic: oops\r\n");
+    host.link
+        .receive(Instant::from_millis(21), b"panic: oops\r\n");
     step(&mut host, &mut dev, 300, 5, false);
     let text = String::from_utf8_lossy(&host.console).to_string();
     assert!(text.contains("Booting firmware v1.2\r\n"), "{text:?}");
@@ -270,7 +317,9 @@ fn message_larger_than_the_peer_accepts_is_refused_up_front() {
     step(&mut host, &mut dev, 0, 20, false);
     let max = host.link.max_message();
     assert_eq!(max, Config::tiny().rx_buffer - 2);
-    assert_eq!(host.link.send(&vec![1u8; max + 1]), Err(corral_protocol::SendError::TooLarge));
+    assert_eq!(
+        host.link.send(&vec![1u8; max + 1]),
+        Err(corral_protocol::SendError::TooLarge)
+    );
     assert_eq!(host.link.send(&vec![1u8; max]), Ok(()));
 }
-

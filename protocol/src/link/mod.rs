@@ -50,8 +50,8 @@ use crate::frame::{self, Decoded, FrameDecoderState, FrameStats};
 use crate::schema::{SCHEMA_HASH, VERSION};
 use crate::time::{earliest, Instant};
 use crate::wire::{
-    session_tag, AckRepr, HelloRepr, RejectReason, RejectRepr, SegRepr, Version, WireError, HELLO_NEEDS_REPLY,
-    KIND_HELLO, KIND_REJECT, KIND_SEG, MAX_SACK_BLOCKS, SEG_MAX_HEADER,
+    session_tag, AckRepr, HelloRepr, RejectReason, RejectRepr, SegRepr, Version, WireError,
+    HELLO_NEEDS_REPLY, KIND_HELLO, KIND_REJECT, KIND_SEG, MAX_SACK_BLOCKS, SEG_MAX_HEADER,
 };
 use core::fmt;
 use core::time::Duration;
@@ -188,7 +188,9 @@ impl Config {
 
     /// Largest message this side accepts.
     pub fn accepted_message(&self) -> u16 {
-        self.rx_buffer.saturating_sub(RECORD_HEADER).min(u16::MAX as usize) as u16
+        self.rx_buffer
+            .saturating_sub(RECORD_HEADER)
+            .min(u16::MAX as usize) as u16
     }
 }
 
@@ -400,7 +402,12 @@ fn split<'a>(storage: &'a mut [u8], cfg: &Config) -> Bufs<'a> {
     let (rx, rest) = rest.split_at_mut(cfg.rx_buffer);
     let (frame, rest) = rest.split_at_mut(cfg.frame_buffer);
     let console = &mut rest[..cfg.console_buffer];
-    Bufs { tx, rx, frame, console }
+    Bufs {
+        tx,
+        rx,
+        frame,
+        console,
+    }
 }
 
 /// A storage block too small for the configuration, or a configuration that
@@ -454,19 +461,27 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
     /// and new at every boot (a device's boot id).
     pub fn new(cfg: Config, storage: B, session: u32, now: Instant) -> Result<Self, ConfigError> {
         if storage.as_ref().len() < cfg.storage_len() {
-            return Err(ConfigError("storage block smaller than Config::storage_len()"));
+            return Err(ConfigError(
+                "storage block smaller than Config::storage_len()",
+            ));
         }
         if session == 0 {
             return Err(ConfigError("session id must not be 0"));
         }
         if cfg.accepted_segment() < MIN_SEGMENT {
-            return Err(ConfigError("frame buffer too small for the minimum segment"));
+            return Err(ConfigError(
+                "frame buffer too small for the minimum segment",
+            ));
         }
-        if cfg.accepted_message() < MIN_MESSAGE || cfg.tx_buffer < usize::from(MIN_MESSAGE) + RECORD_HEADER {
+        if cfg.accepted_message() < MIN_MESSAGE
+            || cfg.tx_buffer < usize::from(MIN_MESSAGE) + RECORD_HEADER
+        {
             return Err(ConfigError("buffers too small for the minimum message"));
         }
         if S == 0 {
-            return Err(ConfigError("at least one segment must be allowed in flight"));
+            return Err(ConfigError(
+                "at least one segment must be allowed in flight",
+            ));
         }
         let st = Core {
             state: State::Handshaking,
@@ -531,7 +546,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
         s.bad_frames = d.bad_frames;
         s.oversized = d.oversized;
         s.console_bytes = d.console_bytes;
-        s.srtt_us = self.st.rtt.srtt().map_or(0, |d| d.as_micros().min(u32::MAX as u128) as u32);
+        s.srtt_us = self
+            .st
+            .rtt
+            .srtt()
+            .map_or(0, |d| d.as_micros().min(u32::MAX as u128) as u32);
         s.segment_size = self.st.send_mss(&self.cfg);
         s
     }
@@ -568,7 +587,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
     /// Queues one message written in place by `fill`, which gets the space
     /// available (at most [`max_message`](Self::max_message) bytes) and
     /// returns the length it wrote, or `None` if it did not fit.
-    pub fn send_with(&mut self, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> Result<usize, SendError> {
+    pub fn send_with(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<usize, SendError> {
         self.release();
         if !matches!(self.st.state, State::Established | State::Down) {
             return Err(SendError::NotConnected);
@@ -684,7 +706,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
         if self.st.console_len > 0 {
             self.st.console_clear = true;
             let at = tx_len + rx_len + self.cfg.frame_buffer;
-            return Some(Event::Console(&self.storage.as_ref()[at..at + self.st.console_len]));
+            return Some(Event::Console(
+                &self.storage.as_ref()[at..at + self.st.console_len],
+            ));
         }
         if !matches!(self.st.state, State::Established | State::Down) {
             return None;
@@ -707,7 +731,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
         self.st.consume = RECORD_HEADER + len;
         let rx_buf = &self.storage.as_ref()[tx_len..tx_len + rx_len];
         let readable = self.st.rx.readable(rx_buf);
-        Some(Event::Message(&readable[RECORD_HEADER..RECORD_HEADER + len]))
+        Some(Event::Message(
+            &readable[RECORD_HEADER..RECORD_HEADER + len],
+        ))
     }
 
     /// Applies what the previous [`poll_event`](Self::poll_event) handed out.
@@ -723,7 +749,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
             // Tell the peer when a good part of the window reopened, so a
             // sender stalled on a full window resumes without waiting for a
             // keepalive.
-            let step = (self.cfg.rx_buffer / 4).max(usize::from(self.cfg.accepted_segment())) as u32;
+            let step =
+                (self.cfg.rx_buffer / 4).max(usize::from(self.cfg.accepted_segment())) as u32;
             if w >= self.st.adv_window.saturating_add(step) {
                 self.st.ack_pending = true;
             }
@@ -739,13 +766,19 @@ impl<const S: usize> Core<S> {
             peer_session: p.session,
             peer_version: p.version,
             features: cfg.features & p.features,
-            max_message: p.max_message.min(cfg.tx_buffer.saturating_sub(RECORD_HEADER).min(u16::MAX as usize) as u16),
+            max_message: p.max_message.min(
+                cfg.tx_buffer
+                    .saturating_sub(RECORD_HEADER)
+                    .min(u16::MAX as usize) as u16,
+            ),
             max_segment: p.max_segment.min(cfg.max_segment),
         })
     }
 
     fn send_mss(&self, cfg: &Config) -> u16 {
-        let cap = self.peer.map_or(cfg.max_segment, |p| p.max_segment.min(cfg.max_segment));
+        let cap = self
+            .peer
+            .map_or(cfg.max_segment, |p| p.max_segment.min(cfg.max_segment));
         self.sizer.current().min(cap)
     }
 
@@ -781,7 +814,9 @@ impl<const S: usize> Core<S> {
         let r = match body.first() {
             Some(&KIND_HELLO) => HelloRepr::parse(body).map(|h| self.on_hello(cfg, now, &h)),
             Some(&KIND_REJECT) => RejectRepr::parse(body).map(|r| self.on_reject(now, &r)),
-            Some(&KIND_SEG) => SegRepr::parse(body).map(|(s, data)| self.on_seg(cfg, now, &s, data, rx_buf)),
+            Some(&KIND_SEG) => {
+                SegRepr::parse(body).map(|(s, data)| self.on_seg(cfg, now, &s, data, rx_buf))
+            }
             Some(&k) => Err(WireError::UnknownKind(k)),
             None => Err(WireError::Truncated),
         };
@@ -918,7 +953,14 @@ impl<const S: usize> Core<S> {
         self.peer = None;
     }
 
-    fn on_seg(&mut self, cfg: &Config, now: Instant, seg: &SegRepr, data: &[u8], rx_buf: &mut [u8]) {
+    fn on_seg(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        seg: &SegRepr,
+        data: &[u8],
+        rx_buf: &mut [u8],
+    ) {
         if self.peer.is_none() || seg.tag != self.tag() || self.state == State::Failed {
             self.stats.wrong_session += 1;
             if self.state != State::Established {
@@ -963,7 +1005,13 @@ impl<const S: usize> Core<S> {
         }
     }
 
-    fn on_timers(&mut self, cfg: &Config, now: Instant, frame_buf: &mut [u8], console_buf: &mut [u8]) {
+    fn on_timers(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        frame_buf: &mut [u8],
+        console_buf: &mut [u8],
+    ) {
         if self.dec.pending() > 0 && now >= self.last_rx_byte + cfg.console_flush_after {
             if let Some(text) = self.dec.flush_text(frame_buf) {
                 self.push_console(console_buf, text);
@@ -995,7 +1043,11 @@ impl<const S: usize> Core<S> {
     fn hello(&self, cfg: &Config) -> HelloRepr {
         HelloRepr {
             version: VERSION,
-            flags: if self.state == State::Established { 0 } else { HELLO_NEEDS_REPLY },
+            flags: if self.state == State::Established {
+                0
+            } else {
+                HELLO_NEEDS_REPLY
+            },
             schema_hash: SCHEMA_HASH,
             features: cfg.features,
             session: self.my_session,
@@ -1008,7 +1060,13 @@ impl<const S: usize> Core<S> {
 
     /// Encodes the most urgent frame into `out`; `None` if nothing is due or
     /// it does not fit.
-    fn next_frame(&mut self, cfg: &Config, now: Instant, tx_buf: &[u8], out: &mut [u8]) -> Option<usize> {
+    fn next_frame(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        tx_buf: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
         if let Some(rej) = self.reject {
             let mut b = [0u8; RejectRepr::LEN];
             rej.emit(&mut b);
@@ -1016,7 +1074,8 @@ impl<const S: usize> Core<S> {
             self.reject = None;
             return Some(n);
         }
-        let hello_due = self.hello_reply || (self.state != State::Established && now >= self.next_hello);
+        let hello_due =
+            self.hello_reply || (self.state != State::Established && now >= self.next_hello);
         if hello_due {
             let mut b = [0u8; HelloRepr::LEN];
             self.hello(cfg).emit(&mut b);
@@ -1066,14 +1125,21 @@ impl<const S: usize> Core<S> {
             self.last_tx = now;
             return Some(n);
         }
-        let keepalive = self.state == State::Established && now >= self.last_tx + cfg.keepalive_interval;
+        let keepalive =
+            self.state == State::Established && now >= self.last_tx + cfg.keepalive_interval;
         if self.ack_pending || keepalive {
             return self.pure_ack(cfg, now, out, keepalive && !self.ack_pending);
         }
         None
     }
 
-    fn pure_ack(&mut self, cfg: &Config, now: Instant, out: &mut [u8], request: bool) -> Option<usize> {
+    fn pure_ack(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        out: &mut [u8],
+        request: bool,
+    ) -> Option<usize> {
         let mut seg = SegRepr::empty(self.tag());
         self.fill_ack(cfg, &mut seg);
         seg.ack_request = request;

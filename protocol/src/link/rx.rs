@@ -82,10 +82,18 @@ impl RxState {
         let d = &d[..d.len().min(room)];
         let e = s.wrapping_add(d.len() as u32);
         let in_order = s == self.nxt;
-        if !in_order && self.ranges.iter().any(|&(rs, re)| before_eq(rs, s) && before_eq(e, re)) {
+        if !in_order
+            && self
+                .ranges
+                .iter()
+                .any(|&(rs, re)| before_eq(rs, s) && before_eq(e, re))
+        {
             return Accepted::Duplicate;
         }
-        if !in_order && self.ranges.is_full() && !self.ranges.iter().any(|&(rs, re)| overlaps(rs, re, s, e)) {
+        if !in_order
+            && self.ranges.is_full()
+            && !self.ranges.iter().any(|&(rs, re)| overlaps(rs, re, s, e))
+        {
             return Accepted::Dropped;
         }
         let off = dist(self.base, s) as usize;
@@ -124,7 +132,11 @@ impl RxState {
                 i += 1;
             }
         }
-        let at = self.ranges.iter().position(|&(rs, _)| before(s, rs)).unwrap_or(self.ranges.len());
+        let at = self
+            .ranges
+            .iter()
+            .position(|&(rs, _)| before(s, rs))
+            .unwrap_or(self.ranges.len());
         // Cannot fail: either a range was merged away or there was room.
         let _ = self.ranges.insert(at, (s, e));
     }
@@ -147,7 +159,10 @@ impl RxState {
 
     /// Moves everything held down to the start of the buffer.
     fn compact(&mut self, buf: &mut [u8]) {
-        let end = self.ranges.last().map_or(self.nxt, |&(_, re)| max(self.nxt, re));
+        let end = self
+            .ranges
+            .last()
+            .map_or(self.nxt, |&(_, re)| max(self.nxt, re));
         let used = dist(self.base, end) as usize;
         buf.copy_within(self.start..self.start + used, 0);
         self.start = 0;

@@ -62,12 +62,10 @@ impl SegmentSizer {
         if !self.adaptive {
             return;
         }
-        let best = if self.lost == 0 {
-            u64::from(self.max)
-        } else {
-            // n = sqrt(h / λ) with λ = lost / sent_bytes.
-            isqrt(OVERHEAD * self.sent_bytes.max(1) / self.lost)
-        };
+        // n = sqrt(h / λ) with λ = lost / sent_bytes; no loss, no limit.
+        let best = (OVERHEAD * self.sent_bytes.max(1))
+            .checked_div(self.lost)
+            .map_or(u64::from(self.max), isqrt);
         self.current = best.clamp(u64::from(self.min), u64::from(self.max)) as u16;
     }
 }

@@ -107,7 +107,12 @@ impl<const S: usize> TxState<S> {
 
     /// Appends to the stream; `fill` writes into the free space and returns how
     /// many bytes it used, or `None` to write nothing.
-    pub(crate) fn write_with(&mut self, buf: &mut [u8], max: usize, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<usize> {
+    pub(crate) fn write_with(
+        &mut self,
+        buf: &mut [u8],
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<usize> {
         let used = self.buffered();
         let room = buf.len().saturating_sub(used).min(max);
         if self.start + used + room > buf.len() {
@@ -180,7 +185,10 @@ impl<const S: usize> TxState<S> {
             if seg.sacked {
                 continue;
             }
-            if blocks.iter().any(|&(s, e)| before_eq(s, seg.seq) && before_eq(seg.end(), e)) {
+            if blocks
+                .iter()
+                .any(|&(s, e)| before_eq(s, seg.seq) && before_eq(seg.end(), e))
+            {
                 seg.sacked = true;
                 seg.lost = false;
                 delivered = Some(delivered.map_or(seg.sent_at, |d| d.max(seg.sent_at)));
@@ -237,7 +245,11 @@ impl<const S: usize> TxState<S> {
     /// When the oldest unacknowledged segment was last sent, for the
     /// retransmission timer.
     pub(crate) fn oldest_outstanding(&self) -> Option<Instant> {
-        self.segs.iter().filter(|s| !s.sacked && !s.lost).map(|s| s.sent_at).min()
+        self.segs
+            .iter()
+            .filter(|s| !s.sacked && !s.lost)
+            .map(|s| s.sent_at)
+            .min()
     }
 
     /// True if something lost waits for retransmission.
@@ -275,7 +287,10 @@ impl<const S: usize> TxState<S> {
                 });
             }
         }
-        if self.segs.is_full() || !before(self.nxt, self.end) || !before(self.nxt, self.peer_wnd_end) {
+        if self.segs.is_full()
+            || !before(self.nxt, self.end)
+            || !before(self.nxt, self.peer_wnd_end)
+        {
             return None;
         }
         let avail = dist(self.nxt, self.end).min(dist(self.nxt, self.peer_wnd_end));
