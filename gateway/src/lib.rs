@@ -1,0 +1,35 @@
+//! The Corral gateway: the host daemon that owns the devices attached to one
+//! PC, and the library behind the `corral` CLI.
+//!
+//! This crate currently holds the parts that are plain data and rendering:
+//!
+//! * [`config`] — the device inventory and job files (TOML), validated with
+//!   errors that name file, line, column and key;
+//! * [`report`] — job results, as JSON for storage, JUnit XML for CI and a
+//!   table for the terminal;
+//! * [`scan`] — serial port discovery for `corral scan`, rendering
+//!   ready-to-paste inventory entries.
+//!
+//! ```
+//! use std::path::Path;
+//! use corral_gateway::config::Inventory;
+//!
+//! let inventory = Inventory::parse(
+//!     r#"
+//!     [[device]]
+//!     name = "pico-1"
+//!     labels = ["board=rp2040"]
+//!     serial = { usb_serial = "E6614C311B7A2C2B" }
+//!     "#,
+//!     Path::new("gateway.toml"),
+//! )?;
+//! assert_eq!(inventory.devices[0].name, "pico-1");
+//! # Ok::<(), corral_gateway::config::ConfigError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod report;
+pub mod scan;
