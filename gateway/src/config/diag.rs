@@ -456,6 +456,29 @@ pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// The ```toml blocks of a file's `//!` docs, so tests can prove the
+/// documented examples load.
+#[cfg(test)]
+pub(crate) fn doc_toml(source: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in source.lines() {
+        let Some(doc) = line.strip_prefix("//!") else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        if doc.starts_with("```toml") {
+            inside = true;
+        } else if doc.starts_with("```") {
+            inside = false;
+        } else if inside {
+            out.push_str(doc);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

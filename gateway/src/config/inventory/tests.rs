@@ -439,3 +439,12 @@ fn diff_tells_relinks_from_in_place_changes() {
     let moved = parse(&FULL.replace("0.0.0.0:7700", "0.0.0.0:7701")).unwrap();
     assert!(Inventory::diff(&old, &moved).gateway_changed);
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let text = crate::config::diag::doc_toml(include_str!("../inventory.rs"));
+    assert!(text.contains("[[device]]"), "found the example");
+    if let Err(e) = Inventory::parse(&text, Path::new("/lab/gateway.toml")) {
+        panic!("the example in the module docs does not load:\n{e}\n---\n{text}");
+    }
+}

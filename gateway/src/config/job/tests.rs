@@ -281,3 +281,12 @@ fn load_reads_the_file_and_resolves_against_its_directory() {
     };
     assert_eq!(p.local, dir.path().join("fw.bin"));
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let text = crate::config::diag::doc_toml(include_str!("../job.rs"));
+    assert!(text.contains("[[step]]"), "found the example");
+    if let Err(e) = Job::parse(&text, Path::new("/ci/smoke.toml")) {
+        panic!("the example in the module docs does not load:\n{e}\n---\n{text}");
+    }
+}
