@@ -70,6 +70,8 @@ pub const RECORD_HEADER: usize = 2;
 /// Data segments up to this size carry a pending ack; bigger ones go after a
 /// separate ack frame.
 const PIGGYBACK_MAX: usize = 256;
+/// Segments in flight while frames are being lost.
+const LOSSY_IN_FLIGHT: usize = 12;
 
 /// Sizes and timing of a link. The four buffers are carved, in order, out of
 /// the one storage block given to [`Link::new`], which must be at least
@@ -367,6 +369,8 @@ pub struct LinkStats {
     pub out_of_order: u32,
     /// Segments received outside the window.
     pub dropped_segments: u32,
+    /// Out-of-order segments dropped for lack of room to remember them.
+    pub no_range: u32,
     /// Frames of another session.
     pub wrong_session: u32,
     /// Times the peer restarted.
@@ -782,6 +786,17 @@ impl<const S: usize> Core<S> {
         self.sizer.current().min(cap)
     }
 
+    /// Segments allowed in flight: all of the scoreboard on a clean line, a
+    /// few on a lossy one (see [`SegmentSizer::lossy`]). A serial line's
+    /// round trip is a few frames long, so a few suffice to keep it busy.
+    fn max_in_flight(&self) -> usize {
+        if self.sizer.lossy() {
+            LOSSY_IN_FLIGHT
+        } else {
+            S
+        }
+    }
+
     fn tag(&self) -> u8 {
         session_tag(self.my_session, self.peer.map_or(0, |p| p.session))
     }
@@ -987,6 +1002,9 @@ impl<const S: usize> Core<S> {
             if let Some(sample) = out.rtt_sample {
                 self.rtt.sample(sample);
             }
+            if out.acked_bytes > 0 {
+                self.rtt.reset_backoff();
+            }
         }
         if seg.sack_count > 0 {
             self.tx.on_sack(seg.sack_blocks());
@@ -997,6 +1015,7 @@ impl<const S: usize> Core<S> {
                 Accepted::OutOfOrder => self.stats.out_of_order += 1,
                 Accepted::Duplicate => self.stats.duplicates += 1,
                 Accepted::Dropped => self.stats.dropped_segments += 1,
+                Accepted::NoRange => self.stats.no_range += 1,
             }
             self.ack_pending = true;
         }
@@ -1096,7 +1115,7 @@ impl<const S: usize> Core<S> {
             return None;
         }
         let mss = self.send_mss(cfg);
-        if let Some(next) = self.tx.next_segment(mss) {
+        if let Some(next) = self.tx.next_segment(mss, self.max_in_flight()) {
             // A pending ack goes out on its own ahead of a big data frame:
             // riding on it, the ack would wait for the whole frame to be
             // clocked out and die with it if the line corrupts any byte.
@@ -1181,7 +1200,7 @@ impl<const S: usize> Core<S> {
             t = earliest(t, Some(self.next_hello));
         }
         if matches!(self.state, State::Established | State::Down) {
-            if self.tx.has_lost() || self.tx.can_send_new() {
+            if self.tx.has_lost() || self.tx.can_send_new(self.max_in_flight()) {
                 return Some(Instant::ZERO);
             }
             if let Some(oldest) = self.tx.oldest_outstanding() {

@@ -46,6 +46,13 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// Forgets the backoff: the peer acknowledged new data, so the path
+    /// works even if no clean sample was possible (Karn's rule excludes
+    /// retransmitted segments, and on a noisy line most are).
+    pub(crate) fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+
     /// Doubles the timeout after a retransmission timeout.
     pub(crate) fn back_off(&mut self) {
         self.backoff = (self.backoff + 1).min(16);

@@ -12,7 +12,7 @@ use crate::wire::MAX_SACK_BLOCKS;
 use heapless::Vec;
 
 /// Out-of-order ranges remembered at most.
-const MAX_RANGES: usize = 8;
+const MAX_RANGES: usize = 16;
 
 /// What happened to an arriving data segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,10 @@ pub(crate) enum Accepted {
     OutOfOrder,
     /// Nothing new: everything was received before.
     Duplicate,
-    /// Outside the window, or no room to remember another range.
+    /// Outside the window.
     Dropped,
+    /// No room to remember another out-of-order range.
+    NoRange,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub(crate) struct RxState {
     start: usize,
     nxt: u32,
     ranges: Vec<(u32, u32), MAX_RANGES>,
+    /// Start of the most recent out-of-order arrival: its range is reported
+    /// first (RFC 2018), so a sender that sees only some acks still learns
+    /// about every range over time.
+    recent: u32,
 }
 
 impl RxState {
@@ -42,6 +48,7 @@ impl RxState {
             start: 0,
             nxt: isn,
             ranges: Vec::new(),
+            recent: isn,
         }
     }
 
@@ -55,10 +62,24 @@ impl RxState {
         (cap as u32).saturating_sub(dist(self.base, self.nxt))
     }
 
-    /// Out-of-order ranges to report, newest information first is not
-    /// needed: the sender merges them all.
+    /// Out-of-order ranges to report: the one that changed last first, then
+    /// the lowest ones (the holes the sender should fill first).
     pub(crate) fn sack_blocks(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.ranges.iter().copied().take(MAX_SACK_BLOCKS)
+        let recent = self
+            .ranges
+            .iter()
+            .position(|&(s, e)| before_eq(s, self.recent) && before(self.recent, e));
+        let first = recent.map(|i| self.ranges[i]);
+        first
+            .into_iter()
+            .chain(
+                self.ranges
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(i, _)| Some(i) != recent)
+                    .map(|(_, &r)| r),
+            )
+            .take(MAX_SACK_BLOCKS)
     }
 
     /// Stores an arriving segment.
@@ -94,7 +115,7 @@ impl RxState {
             && self.ranges.is_full()
             && !self.ranges.iter().any(|&(rs, re)| overlaps(rs, re, s, e))
         {
-            return Accepted::Dropped;
+            return Accepted::NoRange;
         }
         let off = dist(self.base, s) as usize;
         if self.start + off + d.len() > cap {
@@ -115,6 +136,7 @@ impl RxState {
             Accepted::InOrder
         } else {
             self.insert_range(s, e);
+            self.recent = s;
             Accepted::OutOfOrder
         }
     }

@@ -42,6 +42,13 @@ impl SegmentSizer {
         self.current
     }
 
+    /// True while recent frames were lost: the link then keeps fewer
+    /// segments in flight, so losses leave few holes to repair and every
+    /// hole fits in the receiver's ranges and the SACK blocks.
+    pub(crate) fn lossy(&self) -> bool {
+        self.lost > 0
+    }
+
     /// Records a data frame of `frame_len` bytes put on the wire.
     pub(crate) fn on_sent(&mut self, frame_len: usize) {
         self.sent_bytes += frame_len as u64;

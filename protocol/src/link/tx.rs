@@ -79,18 +79,11 @@ impl<const S: usize> TxState<S> {
     /// The scoreboard covers `[una, nxt)` without gaps or overlaps.
     fn check(&self) -> bool {
         let mut at = self.una;
-        for (i, s) in self.segs.iter().enumerate() {
+        for s in &self.segs {
             if s.seq != at || s.len == 0 {
-                #[cfg(feature = "sim")]
-                std::eprintln!("gap at index {i}: expected {at}, seg {s:?}");
-                let _ = i;
                 return false;
             }
             at = s.end();
-        }
-        #[cfg(feature = "sim")]
-        if at != self.nxt {
-            std::eprintln!("segments end at {at}, nxt {}", self.nxt);
         }
         at == self.nxt && before_eq(self.nxt, self.end)
     }
@@ -258,8 +251,9 @@ impl<const S: usize> TxState<S> {
     }
 
     /// Proposes the next segment to send: the first lost one (split down to
-    /// `mss` if needed), else new data within the peer's window.
-    pub(crate) fn next_segment(&mut self, mss: u16) -> Option<NextSeg> {
+    /// `mss` if needed), else new data within the peer's window and with at
+    /// most `max_segs` segments in flight.
+    pub(crate) fn next_segment(&mut self, mss: u16, max_segs: usize) -> Option<NextSeg> {
         let mss = mss.max(1);
         if let Some(i) = self.segs.iter().position(|s| s.lost) {
             if self.segs[i].len > mss && self.segs.is_full() {
@@ -288,6 +282,7 @@ impl<const S: usize> TxState<S> {
             }
         }
         if self.segs.is_full()
+            || self.pipe() >= max_segs
             || !before(self.nxt, self.end)
             || !before(self.nxt, self.peer_wnd_end)
         {
@@ -336,9 +331,18 @@ impl<const S: usize> TxState<S> {
         next.index.is_none() && !before(next.seq, self.high)
     }
 
+    /// Segments believed to be on the wire: sent, neither selectively
+    /// acknowledged nor presumed lost (RFC 6675's "pipe").
+    fn pipe(&self) -> usize {
+        self.segs.iter().filter(|s| !s.sacked && !s.lost).count()
+    }
+
     /// True if new data waits and the window and scoreboard allow sending it.
-    pub(crate) fn can_send_new(&self) -> bool {
-        !self.segs.is_full() && before(self.nxt, self.end) && before(self.nxt, self.peer_wnd_end)
+    pub(crate) fn can_send_new(&self, max_segs: usize) -> bool {
+        !self.segs.is_full()
+            && self.pipe() < max_segs
+            && before(self.nxt, self.end)
+            && before(self.nxt, self.peer_wnd_end)
     }
 }
 
@@ -360,18 +364,18 @@ mod tests {
         let mut tx = TxState::<8>::new(1000, 8);
         fill(&mut tx, &mut buf, b"abcdefghijkl");
         let t0 = Instant::from_millis(1);
-        let n = tx.next_segment(5).unwrap();
+        let n = tx.next_segment(5, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (1000, 5));
         assert_eq!(tx.bytes(&buf, n.seq, n.len), b"abcde");
         tx.sent(n, t0);
-        let n = tx.next_segment(5).unwrap();
+        let n = tx.next_segment(5, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (1005, 3), "window of 8 bytes");
         tx.sent(n, t0);
-        assert!(tx.next_segment(5).is_none());
+        assert!(tx.next_segment(5, usize::MAX).is_none());
         let out = tx.on_ack(Instant::from_millis(11), 1005, 8);
         assert_eq!(out.acked_bytes, 5);
         assert_eq!(out.rtt_sample, Some(Duration::from_millis(10)));
-        let n = tx.next_segment(5).unwrap();
+        let n = tx.next_segment(5, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (1008, 4));
         assert_eq!(tx.bytes(&buf, n.seq, n.len), b"ijkl");
     }
@@ -381,13 +385,13 @@ mod tests {
         let mut buf = [0u8; 32];
         let mut tx = TxState::<8>::new(0, 100);
         fill(&mut tx, &mut buf, &[7u8; 20]);
-        let n = tx.next_segment(20).unwrap();
+        let n = tx.next_segment(20, usize::MAX).unwrap();
         tx.sent(n, Instant::ZERO);
         assert_eq!(tx.on_timeout(), 1);
-        let n = tx.next_segment(8).unwrap();
+        let n = tx.next_segment(8, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (0, 8));
         tx.sent(n, Instant::from_millis(5));
-        let n = tx.next_segment(8).unwrap();
+        let n = tx.next_segment(8, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (8, 8), "the rest is split too");
     }
 
@@ -396,9 +400,9 @@ mod tests {
         let mut buf = [0u8; 32];
         let mut tx = TxState::<8>::new(0, 100);
         fill(&mut tx, &mut buf, &[1u8; 20]);
-        let a = tx.next_segment(10).unwrap();
+        let a = tx.next_segment(10, usize::MAX).unwrap();
         tx.sent(a, Instant::from_millis(0));
-        let b = tx.next_segment(10).unwrap();
+        let b = tx.next_segment(10, usize::MAX).unwrap();
         tx.sent(b, Instant::from_millis(1));
         tx.on_sack(&[(10, 20)]);
         let (lost, next) = tx.detect_losses(Instant::from_millis(2), Duration::from_millis(5));
