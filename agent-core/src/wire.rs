@@ -1,0 +1,206 @@
+//! Encoding messages straight into the link's send buffer.
+//!
+//! Two messages carry data the agent does not hold in one piece: `Data`
+//! (read from the store) and `DeviceInfo` (the command names, from two
+//! tables). Instead of assembling them in a buffer of their own, they are
+//! written in place: postcard encodes a message as its fields in order
+//! (varints, and strings or byte strings as a varint length and the bytes;
+//! see `corral_protocol::schema`), so the fixed fields go through postcard
+//! as a tuple and the variable tail is written after them. The tests decode
+//! the result with [`Envelope::decode`] to keep this honest.
+
+use corral_protocol::link::Link;
+use corral_protocol::message::{Envelope, Limits};
+
+use crate::platform::Identity;
+
+/// Wire kind of `Body::DeviceInfo`.
+pub(crate) const KIND_DEVICE_INFO: u32 = 1;
+/// Wire kind of `Body::Exec`.
+pub(crate) const KIND_EXEC: u32 = 4;
+/// Wire kind of `Body::Stdin`.
+pub(crate) const KIND_STDIN: u32 = 6;
+/// Wire kind of `Body::Data`.
+pub(crate) const KIND_DATA: u32 = 18;
+
+/// Worst-case bytes of a `Data` message besides its data: request id (5),
+/// kind (1), offset (10), length (3).
+pub(crate) const DATA_OVERHEAD: usize = 19;
+
+/// Queues `env` if it fits while leaving `headroom` bytes of the send
+/// buffer free. False if it does not fit now (nothing is queued).
+pub(crate) fn queue<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize>(
+    link: &mut Link<B, S>,
+    headroom: usize,
+    env: &Envelope<'_>,
+) -> bool {
+    let Some(room) = link.send_capacity().checked_sub(headroom) else {
+        return false;
+    };
+    link.send_with(|buf| {
+        let room = room.min(buf.len());
+        env.encode(&mut buf[..room])
+    })
+    .is_ok()
+}
+
+/// Encodes a `Data` message of up to `want` bytes at `offset` into `buf`:
+/// `read` fills the data part and returns how much it wrote. Returns the
+/// message length, `None` if `read` did or nothing fits.
+pub(crate) fn data(
+    buf: &mut [u8],
+    id: u32,
+    offset: u64,
+    want: usize,
+    read: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<usize> {
+    let head = postcard::to_slice(&(id, KIND_DATA, offset, want), buf)
+        .ok()?
+        .len();
+    let got = read(buf.get_mut(head..head + want)?)?.min(want);
+    if got == want {
+        return Some(head + want);
+    }
+    // A short read: the length prefix shrinks (or stays), so the data moves
+    // down behind the re-encoded header.
+    let mut short = [0u8; DATA_OVERHEAD];
+    let new_head = postcard::to_slice(&(id, KIND_DATA, offset, got), &mut short)
+        .ok()?
+        .len();
+    buf.copy_within(head..head + got, new_head);
+    buf[..new_head].copy_from_slice(&short[..new_head]);
+    Some(new_head + got)
+}
+
+/// Encodes the `DeviceInfo` reply, with `names` as its command list, into
+/// `buf`. Returns the length, `None` if it does not fit.
+pub(crate) fn device_info<'n>(
+    buf: &mut [u8],
+    id: u32,
+    who: &Identity<'_>,
+    limits: &Limits,
+    names: impl Iterator<Item = &'n str> + Clone,
+) -> Option<usize> {
+    let fixed = (
+        id,
+        KIND_DEVICE_INFO,
+        who.name,
+        who.board,
+        who.serial,
+        who.firmware,
+        who.boot_id,
+        limits,
+    );
+    let mut at = postcard::to_slice(&fixed, &mut *buf).ok()?.len();
+    // The command list is one string: every name followed by a NUL.
+    let total: usize = names.clone().map(|n| n.len() + 1).sum();
+    at += postcard::to_slice(&total, buf.get_mut(at..)?).ok()?.len();
+    for name in names {
+        let end = at + name.len();
+        buf.get_mut(at..end)?.copy_from_slice(name.as_bytes());
+        *buf.get_mut(end)? = 0;
+        at = end + 1;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_protocol::message::{Body, Data, DeviceInfo, ExecRequest, StrList};
+
+    #[test]
+    fn kinds_match_the_protocol() {
+        let data = Body::Data(Data {
+            offset: 0,
+            data: &[],
+        });
+        assert_eq!(data.kind(), KIND_DATA);
+        assert_eq!(Body::Stdin(&[]).kind(), KIND_STDIN);
+        let exec = Body::Exec(ExecRequest {
+            argv: StrList::EMPTY,
+            env: StrList::EMPTY,
+            cwd: "",
+            timeout_ms: 0,
+            stdin: false,
+            credit: 0,
+            token: 0,
+        });
+        assert_eq!(exec.kind(), KIND_EXEC);
+    }
+
+    #[test]
+    fn data_decodes_after_a_full_and_a_short_read() {
+        let mut buf = [0u8; 400];
+        let content: std::vec::Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let n = data(&mut buf, 0xdead_beef, 1 << 40, 300, |dst| {
+            dst.copy_from_slice(&content);
+            Some(300)
+        })
+        .unwrap();
+        let env = Envelope::decode(&buf[..n]).unwrap();
+        assert_eq!(env.id, 0xdead_beef);
+        assert_eq!(
+            env.body,
+            Body::Data(Data {
+                offset: 1 << 40,
+                data: &content
+            })
+        );
+        // 300 needs a two-byte length, 100 one: the data must move.
+        let n = data(&mut buf, 7, 5, 300, |dst| {
+            dst[..100].copy_from_slice(&content[..100]);
+            Some(100)
+        })
+        .unwrap();
+        let env = Envelope::decode(&buf[..n]).unwrap();
+        assert_eq!(
+            env.body,
+            Body::Data(Data {
+                offset: 5,
+                data: &content[..100]
+            })
+        );
+        assert_eq!(
+            n,
+            Envelope::new(7, env.body).encode(&mut [0u8; 400]).unwrap()
+        );
+    }
+
+    #[test]
+    fn device_info_decodes_with_its_command_list() {
+        let who = Identity {
+            name: "bench-1",
+            board: "lm3s6965",
+            serial: "SN42",
+            firmware: "1.2.3",
+            boot_id: 0x1234_5678,
+        };
+        let limits = Limits {
+            max_commands: 2,
+            storage_bytes: 1024,
+            storage_free: 1000,
+            max_file: 1023,
+        };
+        let mut buf = [0u8; 200];
+        let n = device_info(&mut buf, 3, &who, &limits, ["echo", "sleep"].into_iter()).unwrap();
+        let env = Envelope::decode(&buf[..n]).unwrap();
+        assert_eq!(env.id, 3);
+        assert_eq!(
+            env.body,
+            Body::DeviceInfo(DeviceInfo {
+                name: "bench-1",
+                board: "lm3s6965",
+                serial: "SN42",
+                firmware: "1.2.3",
+                boot_id: 0x1234_5678,
+                limits,
+                commands: StrList("echo\0sleep\0"),
+            })
+        );
+        assert_eq!(
+            device_info(&mut buf[..20], 3, &who, &limits, ["echo"].into_iter()),
+            None
+        );
+    }
+}
