@@ -340,6 +340,20 @@ impl<'a, P: Platform> Ctx<'a, P> {
 
     /// The command's own state between steps: [`STATE_WORDS`] words, zero
     /// at the first step.
+    ///
+    /// ```
+    /// use corral_agent_core::{Ctx, Platform, Step};
+    ///
+    /// /// `dots N`: prints N dots, as many per step as the output takes.
+    /// fn dots<P: Platform>(cx: &mut Ctx<'_, P>) -> Step {
+    ///     let n = cx.arg(1).and_then(|a| a.parse::<u32>().ok()).unwrap_or(10);
+    ///     let done = cx.state()[0];
+    ///     let want = ((n - done) as usize).min(16);
+    ///     let took = cx.stdout().write(&[b'.'; 16][..want]);
+    ///     cx.state()[0] = done + took as u32;
+    ///     if done + took as u32 == n { Step::Exit(0) } else { Step::Pending }
+    /// }
+    /// ```
     pub fn state(&mut self) -> &mut [u32; STATE_WORDS] {
         self.state
     }

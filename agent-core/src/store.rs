@@ -81,7 +81,10 @@ pub trait FileStore {
     ) -> Result<u64, StoreError>;
 
     /// Bytes [`put_write`](Self::put_write) can take now without blocking.
-    /// The agent never grants a pusher more credit than this.
+    /// The agent never grants a pusher more credit than this. It asks again
+    /// at every poll, so a store that becomes ready (an erase finished)
+    /// should make the board call [`Agent::poll`](crate::Agent::poll) soon,
+    /// e.g. from the interrupt that ends its wait.
     fn put_room(&self) -> u64 {
         u64::MAX
     }

@@ -319,3 +319,52 @@ fn one_transfer_of_each_kind_at_a_time() {
     sim.send(a, Body::Cancel);
     assert_eq!(sim.next(a), Got::Ok);
 }
+
+#[test]
+fn a_busy_store_pauses_the_pusher_through_credit() {
+    let mut sim = Sim::connected();
+    sim.agent.platform_mut().files.room = 300;
+    let data = content(1000);
+    let id = sim.id();
+    sim.send(
+        id,
+        Body::PutOpen(PutOpen {
+            path: "slow.bin",
+            size: 1000,
+            sha256: sha(&data),
+            mode: 0o644,
+        }),
+    );
+    let Got::PutReady(ready) = sim.next(id) else {
+        panic!("no PutReady")
+    };
+    assert_eq!(
+        ready.credit, 300,
+        "no more credit than the store has room for"
+    );
+    sim.send(
+        id,
+        Body::Write(Write {
+            offset: 0,
+            data: &data[..300],
+        }),
+    );
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.take(id), None, "no credit while the store is busy");
+    // The erase finished: room again, and the push completes.
+    sim.agent.platform_mut().files.room = u64::MAX;
+    let Got::Credit(n) = sim.next(id) else {
+        panic!("no credit after the store freed up")
+    };
+    assert_eq!(n, 700);
+    sim.send(
+        id,
+        Body::Write(Write {
+            offset: 300,
+            data: &data[300..],
+        }),
+    );
+    sim.send(id, Body::Commit);
+    assert_eq!(sim.next(id), Got::Ok);
+    assert_eq!(sim.pull("slow.bin", 0, 4096).unwrap().0, data);
+}

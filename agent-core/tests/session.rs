@@ -320,3 +320,40 @@ fn the_default_configuration_fits_the_ram_budget() {
         std::mem::size_of::<DeviceAgent<TestBoard>>()
     );
 }
+
+#[test]
+fn random_messages_never_break_the_agent() {
+    let mut sim = Sim::connected();
+    assert_eq!(sim.push("f", &content(200), 200), Got::Ok);
+    let mut rng = corral_protocol::sim::Rng::new(7);
+    for round in 0..40 {
+        for _ in 0..50 {
+            // A small request id, a kind near the known ones (some beyond),
+            // and a random body: most fail to decode, some are valid
+            // requests with odd values (credits, cancels, removes, gets).
+            let kind = match rng.below(34) as u8 {
+                // A reset would make the agent ignore the rest of the round.
+                26 => 27,
+                k => k,
+            };
+            let mut msg = vec![rng.below(8) as u8, kind];
+            let len = rng.below(24) as usize;
+            msg.extend((0..len).map(|_| rng.next_u64() as u8));
+            sim.send_raw(&msg);
+        }
+        sim.run_for(Duration::from_millis(200));
+        let id = 1000 + round;
+        sim.send(id, Body::Ping(round.into()));
+        assert_eq!(
+            sim.next(id),
+            Got::Pong(round.into()),
+            "the agent still answers after round {round}"
+        );
+    }
+    assert_eq!(sim.agent.platform().resets, 0);
+    let replies = sim.log.iter().filter(|m| m.id < 8).count();
+    assert!(
+        replies > 1000,
+        "most random requests get an answer ({replies})"
+    );
+}

@@ -13,20 +13,82 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use corral_agent_core::{Agent, Command, Ctx, Identity, Platform, RamStore, Step, DEVICE_STORAGE};
+use corral_agent_core::{
+    Agent, Command, Ctx, FileStore, Identity, Platform, RamHandle, RamStore, Step, StoreError,
+    StoreInfo, DEVICE_STORAGE,
+};
 use corral_protocol::link::{Config, Event, Link, SessionInfo};
 use corral_protocol::message::{
-    Body, Envelope, ErrorCode, ExecRequest, ExitReason, FileHash, FileStat, Get, Limits, PutOpen,
-    PutReady, StrList, Stream, Write,
+    Body, DirEntry, Envelope, ErrorCode, ExecRequest, ExitReason, FileHash, FileStat, Get, Limits,
+    PutOpen, PutReady, StrList, Stream, Write,
 };
 use corral_protocol::sim::{Channel, ChannelStats, Faults};
 use corral_protocol::Instant;
 use sha2::{Digest, Sha256};
 
+/// A RAM store that can play slow flash: it takes only `room` more bytes
+/// until the test makes room again (an erase finished).
+pub struct Throttled {
+    pub store: RamStore<4, 1024>,
+    pub room: u64,
+}
+
+impl FileStore for Throttled {
+    type Handle = RamHandle;
+
+    fn info(&self) -> StoreInfo {
+        self.store.info()
+    }
+    fn put_open(
+        &mut self,
+        path: &str,
+        size: u64,
+        sha256: &[u8; 32],
+        mode: u32,
+    ) -> Result<u64, StoreError> {
+        self.store.put_open(path, size, sha256, mode)
+    }
+    fn put_room(&self) -> u64 {
+        self.room
+    }
+    fn put_write(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        assert!(
+            data.len() as u64 <= self.room,
+            "the agent let the pusher overrun the store's room"
+        );
+        self.room -= data.len() as u64;
+        self.store.put_write(offset, data)
+    }
+    fn put_commit(&mut self) -> Result<(), StoreError> {
+        self.store.put_commit()
+    }
+    fn open_file(&mut self, path: &str) -> Result<(RamHandle, FileHash), StoreError> {
+        self.store.open_file(path)
+    }
+    fn read(&mut self, file: &RamHandle, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        self.store.read(file, offset, buf)
+    }
+    fn open_dir(&mut self, path: &str) -> Result<RamHandle, StoreError> {
+        self.store.open_dir(path)
+    }
+    fn entry(&mut self, dir: &RamHandle, index: usize) -> Result<Option<DirEntry<'_>>, StoreError> {
+        self.store.entry(dir, index)
+    }
+    fn stat(&mut self, path: &str) -> Result<FileStat, StoreError> {
+        self.store.stat(path)
+    }
+    fn hash(&mut self, path: &str) -> Result<FileHash, StoreError> {
+        self.store.hash(path)
+    }
+    fn remove(&mut self, path: &str) -> Result<(), StoreError> {
+        self.store.remove(path)
+    }
+}
+
 /// The board the tests run the agent on: a RAM store and a few commands of
 /// its own next to the built-ins.
 pub struct TestBoard {
-    pub files: RamStore<4, 1024>,
+    pub files: Throttled,
     pub resets: u32,
     pub boot_id: u32,
 }
@@ -34,7 +96,10 @@ pub struct TestBoard {
 impl TestBoard {
     pub fn new(boot_id: u32) -> Self {
         TestBoard {
-            files: RamStore::new(),
+            files: Throttled {
+                store: RamStore::new(),
+                room: u64::MAX,
+            },
             resets: 0,
             boot_id,
         }
@@ -83,7 +148,7 @@ fn loud_echo(cx: &mut Ctx<'_, TestBoard>) -> Step {
 }
 
 impl Platform for TestBoard {
-    type Files = RamStore<4, 1024>;
+    type Files = Throttled;
     const COMMANDS: &'static [Command<Self>] = &[
         Command::new("count", "N - print 1 to N, one per line", count),
         Command::new(
