@@ -31,5 +31,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod device;
+pub mod gateway;
+pub mod lease;
 pub mod report;
+pub mod runner;
 pub mod scan;
+pub mod transfer;
+
+pub use gateway::{Gateway, LookupError, RunError, Target};

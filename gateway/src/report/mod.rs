@@ -443,7 +443,7 @@ mod millis {
     }
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
