@@ -47,6 +47,12 @@ pub struct ExitReport {
     /// Time from start until the main process was reaped (zero if it never
     /// started).
     pub duration: Duration,
+    /// The last signal the agent sent to the process group to stop it
+    /// (`SIGTERM`, or `SIGKILL` once the grace ran out) for
+    /// [`ExitStatus::TimedOut`] and [`ExitStatus::Cancelled`]; `None` when the
+    /// command ended by itself. The gateway reports it as the signal of a
+    /// timed-out or cancelled command.
+    pub kill_signal: Option<i32>,
 }
 
 impl ExitReport {

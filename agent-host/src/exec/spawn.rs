@@ -145,6 +145,7 @@ impl Executor {
                 let report = ExitReport {
                     status: ExitStatus::FailedToStart(why),
                     duration: Duration::ZERO,
+                    kill_signal: None,
                 };
                 let (_, report_rx) = watch::channel(Some(report));
                 return Ok(RunningCommand {
@@ -322,18 +323,21 @@ async fn supervise(mut s: Supervision) {
         () = expired => Ending::Kill(ExitStatus::TimedOut),
         () = s.canceller.cancelled() => Ending::Kill(ExitStatus::Cancelled),
     };
-    let status = match ending {
-        Ending::Exited(Ok(status)) => status_from_std(status),
+    let (status, kill_signal) = match ending {
+        Ending::Exited(Ok(status)) => (status_from_std(status), None),
         Ending::Exited(Err(err)) => {
             // Waiting on our own child only fails if something else reaped it;
             // the process is gone but we do not know how it ended.
             tracing::error!(pid = s.pgid, %err, "waiting for command failed");
-            ExitStatus::FailedToStart(format!("lost track of process {}: {err}", s.pgid))
+            (
+                ExitStatus::FailedToStart(format!("lost track of process {}: {err}", s.pgid)),
+                None,
+            )
         }
         Ending::Kill(why) => {
             tracing::info!(pid = s.pgid, reason = %why, "stopping command");
-            stop_group(&mut s.child, s.pgid, s.kill_grace).await;
-            why
+            let signal = stop_group(&mut s.child, s.pgid, s.kill_grace).await;
+            (why, Some(signal))
         }
     };
     // Whatever the main process left behind in its group (`cmd &` without
@@ -348,6 +352,7 @@ async fn supervise(mut s: Supervision) {
     let report = ExitReport {
         status,
         duration: s.started.elapsed(),
+        kill_signal,
     };
     tracing::info!(pid = s.pgid, status = %report.status, duration = ?report.duration, "command ended");
     // Free the slot before publishing, so a caller woken by the report can
@@ -363,18 +368,19 @@ enum Ending {
 }
 
 /// `SIGTERM` to the group, then `SIGKILL` if the leader is still there after
-/// the grace; returns once the leader is reaped.
-async fn stop_group(child: &mut Child, pgid: u32, grace: Duration) {
+/// the grace; returns once the leader is reaped, with the last signal sent.
+async fn stop_group(child: &mut Child, pgid: u32, grace: Duration) -> i32 {
     if !grace.is_zero() {
         group::terminate(pgid);
         if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
+            return rustix::process::Signal::TERM.as_raw();
         }
     }
     group::kill(pgid);
     if let Err(err) = child.wait().await {
         tracing::error!(pid = pgid, %err, "waiting for killed command failed");
     }
+    rustix::process::Signal::KILL.as_raw()
 }
 
 fn status_from_std(status: std::process::ExitStatus) -> ExitStatus {
@@ -558,6 +564,7 @@ impl RunningCommand {
             _ => ExitReport {
                 status: ExitStatus::Cancelled,
                 duration: Duration::ZERO,
+                kill_signal: None,
             },
         }
     }
