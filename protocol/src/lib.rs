@@ -46,6 +46,7 @@
 extern crate std;
 
 pub mod auth;
+mod cobs;
 pub mod credit;
 pub mod features;
 pub mod frame;
