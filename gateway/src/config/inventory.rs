@@ -23,9 +23,16 @@
 //! [[device]]
 //! name = "rpi-1"
 //! tcp = { address = "10.0.0.5:7878", key_file = "keys/rpi.key" }
+//!
+//! [[device]]
+//! name = "qemu-1"
+//! unix = { path = "/run/corral/qemu-1.sock" }      # an emulator's UART socket
+//! power_on = ["boards/scripts/qemu-run.sh", "--socket", "/run/corral/qemu-1.sock"]
 //! ```
 //!
-//! A device has exactly one link, `serial` or `tcp`. A serial port is found
+//! A device has exactly one link: `serial`, `tcp`, or `unix` (a Unix socket
+//! served by an emulator such as QEMU's `-chardev socket,server=on`; it
+//! behaves like a serial line). A serial port is found
 //! by what the USB device says about itself, which survives re-plugging,
 //! rather than by a `/dev` name, which does not:
 //!
@@ -127,6 +134,15 @@ pub enum Link {
     Serial(SerialLink),
     /// A TCP connection to a `corral-agent` listening on the device.
     Tcp(TcpLink),
+    /// A Unix socket an emulator serves its UART on.
+    Unix(UnixLink),
+}
+
+/// A Unix-socket link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixLink {
+    /// The socket, resolved against the inventory's directory.
+    pub path: PathBuf,
 }
 
 /// A serial link.
@@ -400,6 +416,7 @@ struct RawDevice {
     labels: Vec<Spanned<String>>,
     serial: Option<Spanned<RawSerial>>,
     tcp: Option<Spanned<RawTcp>>,
+    unix: Option<Spanned<RawUnix>>,
     power_on: Option<Spanned<Vec<String>>>,
     power_off: Option<Spanned<Vec<String>>>,
     idle_power_off_after: Option<Spanned<String>>,
@@ -416,6 +433,12 @@ struct RawSerial {
     baud: Option<Spanned<u32>>,
     dtr: Option<LineLevel>,
     rts: Option<LineLevel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnix {
+    path: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -568,23 +591,47 @@ fn validate_device(
     }
     labels.sort();
 
-    let link = match (d.serial, d.tcp) {
-        (Some(_), Some(tcp)) => {
-            c.error(
-                tcp.span(),
-                format!("{ctx}: give one link, serial or tcp, not both"),
-            );
-            None
-        }
-        (None, None) => {
+    let link = match (d.serial, d.tcp, d.unix) {
+        (None, None, None) => {
             c.error(
                 header,
-                format!("{ctx}: no link: add serial = {{ usb_serial = \"...\" }} or tcp = {{ address = \"host:port\" }} (`corral scan` prints serial entries)"),
+                format!("{ctx}: no link: add serial = {{ usb_serial = \"...\" }}, tcp = {{ address = \"host:port\" }} or unix = {{ path = \"...\" }} (`corral scan` prints serial entries)"),
             );
             None
         }
-        (Some(s), None) => validate_serial(c, ctx, s, base).map(Link::Serial),
-        (None, Some(t)) => validate_tcp(c, ctx, t, base, check_files).map(Link::Tcp),
+        (Some(s), None, None) => validate_serial(c, ctx, s, base).map(Link::Serial),
+        (None, Some(t), None) => validate_tcp(c, ctx, t, base, check_files).map(Link::Tcp),
+        (None, None, Some(u)) => {
+            let span = u.span();
+            let path = u.into_inner().path;
+            if path.get_ref().is_empty() {
+                c.error(
+                    span,
+                    format!("{ctx}: unix.path: is empty; give the socket's path"),
+                );
+                None
+            } else {
+                Some(Link::Unix(UnixLink {
+                    path: diag::resolve(base, path.get_ref()),
+                }))
+            }
+        }
+        (serial, tcp, unix) => {
+            let span = [
+                serial.map(|s| s.span()),
+                tcp.map(|t| t.span()),
+                unix.map(|u| u.span()),
+            ]
+            .into_iter()
+            .flatten()
+            .nth(1)
+            .unwrap_or(header);
+            c.error(
+                span,
+                format!("{ctx}: give one link (serial, tcp or unix), not several"),
+            );
+            None
+        }
     };
 
     let mut command = |field: &str, argv: Option<Spanned<Vec<String>>>| {

@@ -40,6 +40,7 @@ pub fn describe_link(link: &Link) -> String {
             format!("serial {port} {}", s.baud)
         }
         Link::Tcp(t) => format!("tcp {}", t.address),
+        Link::Unix(u) => format!("unix {}", u.path.display()),
     }
 }
 
@@ -71,6 +72,23 @@ pub(crate) async fn open(link: &Link) -> Result<Opened, String> {
                 stream: Box::new(port),
                 config: corral_protocol::Config::serial(),
                 endpoint: path,
+            })
+        }
+        Link::Unix(u) => {
+            let stream = tokio::net::UnixStream::connect(&u.path)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "connecting to {}: {e} (is the emulator running?)",
+                        u.path.display()
+                    )
+                })?;
+            // An emulated UART: the device runs the firmware's link
+            // configuration, so the serial one suits this side.
+            Ok(Opened {
+                stream: Box::new(stream),
+                config: corral_protocol::Config::serial(),
+                endpoint: u.path.display().to_string(),
             })
         }
         Link::Tcp(t) => {

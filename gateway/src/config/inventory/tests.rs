@@ -154,7 +154,7 @@ fn unknown_key_names_device_table_and_suggests_the_right_one() {
     );
     assert_eq!(
         error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\n\n[[device]]\nname = \"b\"\nlabel = [\"x\"]\n"),
-        "/lab/gateway.toml:7:1: device \"b\": unknown field `label`, expected one of `name`, `labels`, `serial`, `tcp`, `power_on`, `power_off`, `idle_power_off_after`, `health_check` (did you mean `labels`?)"
+        "/lab/gateway.toml:7:1: device \"b\": unknown field `label`, expected one of `name`, `labels`, `serial`, `tcp`, `unix`, `power_on`, `power_off`, `idle_power_off_after`, `health_check` (did you mean `labels`?)"
     );
     assert_eq!(
         error("[gateway]\nlisten = \"127.0.0.1:7700\"\ntoken = \"x\"\n"),
@@ -237,11 +237,22 @@ fn names_must_be_unique_and_url_safe() {
 fn exactly_one_link() {
     assert_eq!(
         error("[[device]]\nname = \"a\"\n"),
-        "/lab/gateway.toml:1:1: device \"a\": no link: add serial = { usb_serial = \"...\" } or tcp = { address = \"host:port\" } (`corral scan` prints serial entries)"
+        "/lab/gateway.toml:1:1: device \"a\": no link: add serial = { usb_serial = \"...\" }, tcp = { address = \"host:port\" } or unix = { path = \"...\" } (`corral scan` prints serial entries)"
     );
     assert_eq!(
         error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\ntcp = { address = \"127.0.0.1:1\" }\n"),
-        "/lab/gateway.toml:4:7: device \"a\": give one link, serial or tcp, not both"
+        "/lab/gateway.toml:4:7: device \"a\": give one link (serial, tcp or unix), not several"
+    );
+    let inv = Inventory::parse(
+        "[[device]]\nname = \"qemu\"\nunix = { path = \"run/qemu.sock\" }\n",
+        Path::new("/lab/gateway.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        inv.devices[0].link,
+        Link::Unix(UnixLink {
+            path: PathBuf::from("/lab/run/qemu.sock")
+        })
     );
 }
 
