@@ -11,8 +11,8 @@
 use crate::driver::{LinkEvent, LinkReceiver, LinkSendError, LinkSender};
 use corral_protocol::credit::{ReceiveCredit, SendCredit};
 use corral_protocol::message::{
-    Body, DecodeError, Envelope, ErrorCode, ExecRequest, ExitReason, FileKind, FileStat, Get, HostHello, Limits, PutOpen, Stream,
-    StrList, Write,
+    Body, DecodeError, Envelope, ErrorCode, ExecRequest, ExitReason, FileKind, FileStat, Get,
+    HostHello, Limits, PutOpen, StrList, Stream, Write,
 };
 use corral_protocol::LinkStats;
 use std::collections::HashMap;
@@ -66,7 +66,11 @@ impl ClientError {
     pub fn is_infrastructure(&self) -> bool {
         matches!(
             self,
-            ClientError::PeerReset | ClientError::Closed(_) | ClientError::Timeout(_) | ClientError::Protocol(_) | ClientError::Rejected(_)
+            ClientError::PeerReset
+                | ClientError::Closed(_)
+                | ClientError::Timeout(_)
+                | ClientError::Protocol(_)
+                | ClientError::Rejected(_)
         )
     }
 }
@@ -245,7 +249,9 @@ impl DeviceClient {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| ClientError::Timeout(timeout))?
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
     }
 
     fn open(&self) -> (u32, mpsc::UnboundedReceiver<Reply>) {
@@ -263,13 +269,21 @@ impl DeviceClient {
     }
 
     async fn send(&self, id: u32, body: Body<'_>) -> Result<(), ClientError> {
-        self.inner.sender.send_envelope(&Envelope::new(id, body)).await.map_err(ClientError::from)
+        self.inner
+            .sender
+            .send_envelope(&Envelope::new(id, body))
+            .await
+            .map_err(ClientError::from)
     }
 
     /// Largest data payload per message: the peer's limit minus room for
     /// the envelope and message header.
     fn chunk_size(&self) -> usize {
-        self.inner.sender.max_message().saturating_sub(32).clamp(32, 60 * 1024)
+        self.inner
+            .sender
+            .max_message()
+            .saturating_sub(32)
+            .clamp(32, 60 * 1024)
     }
 
     async fn simple(&self, body: Body<'_>, timeout: Duration) -> Result<Reply, ClientError> {
@@ -313,7 +327,11 @@ impl DeviceClient {
     }
 
     /// Size and SHA-256 of a file.
-    pub async fn hash(&self, path: &str, timeout: Duration) -> Result<(u64, [u8; 32]), ClientError> {
+    pub async fn hash(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u64, [u8; 32]), ClientError> {
         match self.simple(Body::Hash(path), timeout).await? {
             Reply::Hash { size, sha256 } => Ok((size, sha256)),
             other => Err(unexpected(&other)),
@@ -333,7 +351,11 @@ impl DeviceClient {
     }
 
     /// Lists a directory.
-    pub async fn list(&self, path: &str, timeout: Duration) -> Result<Vec<(String, FileStat)>, ClientError> {
+    pub async fn list(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Vec<(String, FileStat)>, ClientError> {
         let (id, mut rx) = self.open();
         let r = async {
             self.send(id, Body::List(path)).await?;
@@ -356,16 +378,27 @@ impl DeviceClient {
     pub async fn exec(&self, opts: &ExecOptions) -> Result<ExecHandle, ClientError> {
         let (id, rx) = self.open();
         let mut argv = vec![0u8; opts.argv.iter().map(|a| a.len() + 1).sum::<usize>()];
-        let mut env = vec![0u8; opts.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()];
-        let argv_list = StrList::build(&opts.argv, &mut argv).ok_or_else(|| ClientError::Local("argv items must not contain NUL bytes".into()))?;
+        let mut env = vec![
+            0u8;
+            opts.env
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+        ];
+        let argv_list = StrList::build(&opts.argv, &mut argv)
+            .ok_or_else(|| ClientError::Local("argv items must not contain NUL bytes".into()))?;
         let env_items: Vec<String> = opts.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let env_list = StrList::build(&env_items, &mut env).ok_or_else(|| ClientError::Local("environment items must not contain NUL bytes".into()))?;
+        let env_list = StrList::build(&env_items, &mut env).ok_or_else(|| {
+            ClientError::Local("environment items must not contain NUL bytes".into())
+        })?;
         let credit = ReceiveCredit::new(STREAM_CREDIT);
         let req = ExecRequest {
             argv: argv_list,
             env: env_list,
             cwd: &opts.cwd,
-            timeout_ms: opts.timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
+            timeout_ms: opts
+                .timeout
+                .map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
             stdin: opts.stdin,
             credit: credit.initial(),
             token: opts.token,
@@ -403,36 +436,78 @@ impl DeviceClient {
     /// Pushes `size` bytes from `src` to `remote`, resuming what the device
     /// already holds of an interrupted push of the same content. `progress`
     /// is called with the bytes known to be on the device.
-    pub async fn push<R>(&self, src: &mut R, size: u64, sha256: [u8; 32], remote: &str, mode: u32, opts: &TransferOptions, progress: &mut dyn FnMut(u64)) -> Result<PushOutcome, ClientError>
+    // Each argument is a different fact of the push; a struct would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn push<R>(
+        &self,
+        src: &mut R,
+        size: u64,
+        sha256: [u8; 32],
+        remote: &str,
+        mode: u32,
+        opts: &TransferOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PushOutcome, ClientError>
     where
         R: AsyncRead + tokio::io::AsyncSeek + Unpin,
     {
         let (id, mut rx) = self.open();
-        let r = self.push_inner(id, &mut rx, src, size, sha256, remote, mode, opts, progress).await;
+        let r = self
+            .push_inner(id, &mut rx, src, size, sha256, remote, mode, opts, progress)
+            .await;
         if r.is_err() {
             // Stop the device's side; it keeps what it has for a resume.
-            let _ = self.inner.sender.send_envelope(&Envelope::new(id, Body::Cancel)).await;
+            let _ = self
+                .inner
+                .sender
+                .send_envelope(&Envelope::new(id, Body::Cancel))
+                .await;
         }
         self.close(id);
         r
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn push_inner<R>(&self, id: u32, rx: &mut mpsc::UnboundedReceiver<Reply>, src: &mut R, size: u64, sha256: [u8; 32], remote: &str, mode: u32, opts: &TransferOptions, progress: &mut dyn FnMut(u64)) -> Result<PushOutcome, ClientError>
+    async fn push_inner<R>(
+        &self,
+        id: u32,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        src: &mut R,
+        size: u64,
+        sha256: [u8; 32],
+        remote: &str,
+        mode: u32,
+        opts: &TransferOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PushOutcome, ClientError>
     where
         R: AsyncRead + tokio::io::AsyncSeek + Unpin,
     {
-        self.send(id, Body::PutOpen(PutOpen { path: remote, size, sha256, mode })).await?;
+        self.send(
+            id,
+            Body::PutOpen(PutOpen {
+                path: remote,
+                size,
+                sha256,
+                mode,
+            }),
+        )
+        .await?;
         let (have, credit) = match next(rx, opts.timeout).await? {
             Reply::PutReady { have, credit } => (have, credit),
             Reply::Failed(e) => return Err(e),
             other => return Err(unexpected(&other)),
         };
         if have > size {
-            return Err(ClientError::Protocol(format!("device claims {have} bytes of a {size}-byte file")));
+            return Err(ClientError::Protocol(format!(
+                "device claims {have} bytes of a {size}-byte file"
+            )));
         }
         let mut credit = SendCredit::new(credit);
-        src.seek(std::io::SeekFrom::Start(have)).await.map_err(|e| ClientError::Local(format!("seeking the local file: {e}")))?;
+        src.seek(std::io::SeekFrom::Start(have))
+            .await
+            .map_err(|e| ClientError::Local(format!("seeking the local file: {e}")))?;
         progress(have);
         let chunk = self.chunk_size();
         let mut buf = vec![0u8; chunk];
@@ -456,11 +531,23 @@ impl DeviceClient {
             }
             let want = (chunk as u64).min(size - offset) as usize;
             let n = credit.take(want);
-            let got = read_full(src, &mut buf[..n]).await.map_err(|e| ClientError::Local(format!("reading the local file: {e}")))?;
+            let got = read_full(src, &mut buf[..n])
+                .await
+                .map_err(|e| ClientError::Local(format!("reading the local file: {e}")))?;
             if got != n {
-                return Err(ClientError::Local(format!("the local file ended after {} of {size} bytes (was it changed while pushing?)", offset + got as u64)));
+                return Err(ClientError::Local(format!(
+                    "the local file ended after {} of {size} bytes (was it changed while pushing?)",
+                    offset + got as u64
+                )));
             }
-            self.send(id, Body::Write(Write { offset, data: &buf[..n] })).await?;
+            self.send(
+                id,
+                Body::Write(Write {
+                    offset,
+                    data: &buf[..n],
+                }),
+            )
+            .await?;
             offset += n as u64;
             progress(offset);
         }
@@ -482,25 +569,46 @@ impl DeviceClient {
 
     /// Pulls `remote` from `offset` into `dst` (positioned at `offset`).
     /// Returns the whole file's size and SHA-256 as the device computed it.
-    pub async fn pull<W>(&self, remote: &str, offset: u64, dst: &mut W, opts: &TransferOptions, progress: &mut dyn FnMut(u64)) -> Result<(u64, [u8; 32]), ClientError>
+    pub async fn pull<W>(
+        &self,
+        remote: &str,
+        offset: u64,
+        dst: &mut W,
+        opts: &TransferOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(u64, [u8; 32]), ClientError>
     where
         W: AsyncWrite + Unpin,
     {
         let (id, mut rx) = self.open();
         let r = async {
             let mut credit = ReceiveCredit::new(STREAM_CREDIT);
-            self.send(id, Body::Get(Get { path: remote, offset, credit: credit.initial() })).await?;
+            self.send(
+                id,
+                Body::Get(Get {
+                    path: remote,
+                    offset,
+                    credit: credit.initial(),
+                }),
+            )
+            .await?;
             let mut at = offset;
             loop {
                 match next(&mut rx, opts.timeout).await? {
                     Reply::Data { offset: o, data } => {
                         if o != at {
-                            return Err(ClientError::Protocol(format!("pull data at offset {o}, expected {at}")));
+                            return Err(ClientError::Protocol(format!(
+                                "pull data at offset {o}, expected {at}"
+                            )));
                         }
                         if !credit.received(data.len()) {
-                            return Err(ClientError::Protocol("device sent more than its credit".into()));
+                            return Err(ClientError::Protocol(
+                                "device sent more than its credit".into(),
+                            ));
                         }
-                        dst.write_all(&data).await.map_err(|e| ClientError::Local(format!("writing the local file: {e}")))?;
+                        dst.write_all(&data).await.map_err(|e| {
+                            ClientError::Local(format!("writing the local file: {e}"))
+                        })?;
                         at += data.len() as u64;
                         progress(at);
                         if let Some(g) = credit.consumed(data.len()) {
@@ -508,9 +616,13 @@ impl DeviceClient {
                         }
                     }
                     Reply::Hash { size, sha256 } => {
-                        dst.flush().await.map_err(|e| ClientError::Local(format!("writing the local file: {e}")))?;
+                        dst.flush().await.map_err(|e| {
+                            ClientError::Local(format!("writing the local file: {e}"))
+                        })?;
                         if size != at {
-                            return Err(ClientError::Protocol(format!("device says the file has {size} bytes but sent up to {at}")));
+                            return Err(ClientError::Protocol(format!(
+                                "device says the file has {size} bytes but sent up to {at}"
+                            )));
                         }
                         return Ok((size, sha256));
                     }
@@ -521,7 +633,11 @@ impl DeviceClient {
         }
         .await;
         if r.is_err() {
-            let _ = self.inner.sender.send_envelope(&Envelope::new(id, Body::Cancel)).await;
+            let _ = self
+                .inner
+                .sender
+                .send_envelope(&Envelope::new(id, Body::Cancel))
+                .await;
         }
         self.close(id);
         r
@@ -631,7 +747,9 @@ impl ExecHandle {
             Reply::Output(stream, data) => {
                 if !self.credit.received(data.len()) {
                     self.done = true;
-                    return Some(Err(ClientError::Protocol("device sent more output than its credit".into())));
+                    return Some(Err(ClientError::Protocol(
+                        "device sent more output than its credit".into(),
+                    )));
                 }
                 if let Some(g) = self.credit.consumed(data.len()) {
                     if let Err(e) = self.client.send(self.id, Body::Credit(g)).await {
@@ -686,7 +804,10 @@ impl Drop for ExecHandle {
     }
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<Reply>, timeout: Duration) -> Result<Reply, ClientError> {
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<Reply>,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
     match tokio::time::timeout(timeout, rx.recv()).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(ClientError::Closed(None)),
@@ -733,7 +854,9 @@ async fn pump(inner: std::sync::Weak<Inner>, mut rx: LinkReceiver) {
             }
             LinkEvent::Rejected(r) => {
                 fail_all(&inner, ClientError::Rejected(r.to_string()));
-                inner.state.send_replace(SessionState::Rejected(r.to_string()));
+                inner
+                    .state
+                    .send_replace(SessionState::Rejected(r.to_string()));
             }
             LinkEvent::Console(text) => {
                 let _ = inner.console.send(text);
@@ -768,7 +891,13 @@ fn on_message(inner: &Inner, bytes: &[u8], hello_id: &mut Option<u32>) {
         Ok(env) => env,
         Err(DecodeError::UnknownKind { id, kind }) | Err(DecodeError::BadBody { id, kind }) => {
             tracing::warn!(id, kind, "undecodable message from the device");
-            route(inner, id, Reply::Failed(ClientError::Protocol(format!("undecodable reply of kind {kind}"))));
+            route(
+                inner,
+                id,
+                Reply::Failed(ClientError::Protocol(format!(
+                    "undecodable reply of kind {kind}"
+                ))),
+            );
             return;
         }
         Err(DecodeError::Malformed) => {
@@ -809,13 +938,19 @@ fn on_message(inner: &Inner, bytes: &[u8], hello_id: &mut Option<u32>) {
             output_dropped: x.output_dropped,
             detail: x.detail.to_string(),
         }),
-        Body::PutReady(p) => Reply::PutReady { have: p.have, credit: p.credit },
+        Body::PutReady(p) => Reply::PutReady {
+            have: p.have,
+            credit: p.credit,
+        },
         Body::Credit(n) => Reply::Credit(n),
         Body::Data(d) => Reply::Data {
             offset: d.offset,
             data: d.data.to_vec(),
         },
-        Body::HashReply(h) => Reply::Hash { size: h.size, sha256: h.sha256 },
+        Body::HashReply(h) => Reply::Hash {
+            size: h.size,
+            sha256: h.sha256,
+        },
         Body::StatReply(s) => Reply::Stat(s),
         Body::Entry(e) => Reply::Entry(e.name.to_string(), e.stat),
         Body::Ok => Reply::Ok,
@@ -824,7 +959,10 @@ fn on_message(inner: &Inner, bytes: &[u8], hello_id: &mut Option<u32>) {
             message: e.message.to_string(),
         }),
         Body::Unsupported(kind) => Reply::Failed(ClientError::Unsupported(kind)),
-        other => Reply::Failed(ClientError::Protocol(format!("a device sent a request: kind {}", other.kind()))),
+        other => Reply::Failed(ClientError::Protocol(format!(
+            "a device sent a request: kind {}",
+            other.kind()
+        ))),
     };
     let last = matches!(reply, Reply::Exit(_) | Reply::Failed(_));
     route(inner, env.id, reply);
