@@ -350,7 +350,7 @@ impl Gateway {
                 );
             }
         }
-        let counters: [(&str, &str, fn(&crate::device::Counters) -> u64); 6] = [
+        let counters: [CounterMetric; 6] = [
             (
                 "corral_device_reconnects_total",
                 "Link reopened after the first connection.",
@@ -440,6 +440,9 @@ impl Gateway {
         }
     }
 }
+
+/// A counter's metric name, help text and how to read it.
+type CounterMetric = (&'static str, &'static str, fn(&crate::device::Counters) -> u64);
 
 /// Resolves when any of the futures does.
 async fn futures_select_all(
