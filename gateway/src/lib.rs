@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod demo;
 pub mod device;
 pub mod gateway;
 pub mod lease;

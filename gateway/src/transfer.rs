@@ -67,7 +67,7 @@ pub async fn push_file(
     local: &Path,
     remote: &str,
     mode: Option<u32>,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<PushOutcome, TransferError> {
     let meta = tokio::fs::metadata(local)
         .await
@@ -110,7 +110,7 @@ pub async fn pull_file(
     client: &DeviceClient,
     remote: &str,
     local: &Path,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(u64, [u8; 32]), TransferError> {
     if let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir)

@@ -447,7 +447,7 @@ impl DeviceClient {
         remote: &str,
         mode: u32,
         opts: &TransferOptions,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<PushOutcome, ClientError>
     where
         R: AsyncRead + tokio::io::AsyncSeek + Unpin,
@@ -479,7 +479,7 @@ impl DeviceClient {
         remote: &str,
         mode: u32,
         opts: &TransferOptions,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<PushOutcome, ClientError>
     where
         R: AsyncRead + tokio::io::AsyncSeek + Unpin,
@@ -575,7 +575,7 @@ impl DeviceClient {
         offset: u64,
         dst: &mut W,
         opts: &TransferOptions,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(u64, [u8; 32]), ClientError>
     where
         W: AsyncWrite + Unpin,
