@@ -72,7 +72,7 @@ pub fn agent_command(root: &Path, args: &[&str]) -> Command {
 
 /// Collects the agent's standard error into `log` (and echoes it, so a
 /// failing test shows what the agent said).
-fn collect_log(child: &mut Child) -> Arc<Mutex<String>> {
+pub fn collect_log(child: &mut Child) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
     let stderr = child.stderr.take().expect("stderr is piped");
     let sink = Arc::clone(&log);
@@ -337,4 +337,109 @@ pub fn random_file(len: usize) -> (Vec<u8>, [u8; 32]) {
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(data).into()
+}
+
+/// A transport the test can cut at any moment, like a pulled cable: after
+/// [`Cutter::cut`] the underlying stream is dropped (the agent sees the
+/// connection close or its input end) and this side reads end-of-file.
+pub struct Severable<T> {
+    state: Arc<Mutex<SevState<T>>>,
+}
+
+struct SevState<T> {
+    io: Option<T>,
+    reader: Option<std::task::Waker>,
+    writer: Option<std::task::Waker>,
+}
+
+/// Cuts a [`Severable`].
+pub struct Cutter<T> {
+    state: Arc<Mutex<SevState<T>>>,
+}
+
+/// Wraps `io`; the cutter cuts it.
+pub fn severable<T>(io: T) -> (Severable<T>, Cutter<T>) {
+    let state = Arc::new(Mutex::new(SevState {
+        io: Some(io),
+        reader: None,
+        writer: None,
+    }));
+    (
+        Severable {
+            state: Arc::clone(&state),
+        },
+        Cutter { state },
+    )
+}
+
+impl<T> Cutter<T> {
+    /// Drops the stream and wakes whoever waits on it.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        drop(state.io.take());
+        for waker in [state.reader.take(), state.writer.take()]
+            .into_iter()
+            .flatten()
+        {
+            waker.wake();
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Severable<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut state = self.state.lock().unwrap();
+        let Some(io) = state.io.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        let polled = std::pin::Pin::new(io).poll_read(cx, buf);
+        if polled.is_pending() {
+            state.reader = Some(cx.waker().clone());
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Severable<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let mut state = self.state.lock().unwrap();
+        let Some(io) = state.io.as_mut() else {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        };
+        let polled = std::pin::Pin::new(io).poll_write(cx, buf);
+        if polled.is_pending() {
+            state.writer = Some(cx.waker().clone());
+        }
+        polled
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut state = self.state.lock().unwrap();
+        match state.io.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_flush(cx),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut state = self.state.lock().unwrap();
+        match state.io.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
 }
