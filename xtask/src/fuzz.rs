@@ -338,7 +338,7 @@ fn run_target(
             let shown_bytes: Vec<String> =
                 bytes.iter().take(512).map(|b| format!("{b:02x}")).collect();
             bail!(
-                "fuzz target {target} crashed after {:.0?}.\n  reproducer: {}\n  input ({} bytes): {}{}\n  \
+                "fuzz target {target} crashed ({:.0?} after the start, build included).\n  reproducer: {}\n  input ({} bytes): {}{}\n  \
                  replay: (cd protocol && {}cargo {}fuzz run --release --debug-assertions {target} {})",
                 t.elapsed(),
                 path.display(),
