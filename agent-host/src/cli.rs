@@ -178,8 +178,9 @@ pub struct TransportArgs {
     pub serial: Option<PathBuf>,
 
     /// Serve on standard input and output (for example over ssh). Standard
-    /// output is then the protocol, so logs go to standard error only; the
-    /// agent exits when standard input ends.
+    /// output is then the protocol, so logs go to standard error only. When
+    /// standard input ends the gateway is gone for good: the agent stops its
+    /// commands and exits.
     #[arg(long)]
     pub stdio: bool,
 }

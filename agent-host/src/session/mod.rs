@@ -7,7 +7,7 @@
 //! `StdinClose`, `Write`, `Commit`) are routed to that task. A generation
 //! ends when the peer restarts (`PeerReset`), breaks the protocol, or the
 //! link closes or is replaced; its tasks learn it through their
-//! [`LinkState`] turning `Gone`: file transfers stop (a push keeps its data
+//! link state turning `Gone`: file transfers stop (a push keeps its data
 //! for a resume), and commands go on, see `exec`.
 //!
 //! Decisions a gateway author needs to know:
@@ -459,7 +459,7 @@ async fn forward_logs(
             Ok(record) => {
                 let line = LogLine {
                     level: record.level,
-                    text: &record.text,
+                    text: outbox::clip(&record.text, outbox.max_payload()),
                 };
                 if outbox.send(Body::Log(line)).await.is_err() {
                     return;

@@ -94,8 +94,12 @@ impl Outbox {
     pub(crate) async fn send(&self, body: Body<'_>) -> Result<(), Gone> {
         let env = Envelope::new(self.id, body);
         let Some(bytes) = encode(&env, self.link.max_message) else {
+            if matches!(env.body, Body::Log(_)) {
+                // Never log about a log line: that could loop.
+                return Ok(());
+            }
             // Payloads are cut to `max_payload` and texts to a few hundred
-            // bytes, so this is a bug, not a peer's doing.
+            // bytes, so only a peer that takes tiny messages gets here.
             tracing::error!(
                 id = self.id,
                 kind = env.kind(),
@@ -116,7 +120,7 @@ impl Outbox {
     /// Sends an `Error` reply.
     pub(crate) async fn error(&self, code: ErrorCode, message: &str) -> Result<(), Gone> {
         tracing::debug!(id = self.id, %code, message, "request failed");
-        let message = clip(message, MAX_ERROR_TEXT);
+        let message = clip(message, MAX_ERROR_TEXT.min(self.max_payload()));
         self.send(Body::Error(ErrorReply { code, message })).await
     }
 }
