@@ -6,6 +6,7 @@
 //! what is missing when it cannot.
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -29,6 +30,15 @@ enum Cmd {
     Bench,
     /// Builds the firmware of every board (release) and prints its size.
     Firmware,
+    /// Runs the cargo-fuzz targets (frame decoder, message decoder, link),
+    /// each for the given time; fails on a crash and prints the reproducer.
+    Fuzz {
+        /// One target only (frame_decoder, message_decoder, link_receive).
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Test => test::run(&root),
         Cmd::Bench => bench::run(&root),
+        Cmd::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         Cmd::Firmware => {
             setup::ensure_targets(&["thumbv7m-none-eabi"])?;
             test::build_firmware(&root)?;
