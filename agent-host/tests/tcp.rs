@@ -633,6 +633,66 @@ async fn unknown_kinds_and_bad_bodies_get_typed_answers() {
 }
 
 #[tokio::test]
+async fn push_writes_must_continue_where_the_last_one_ended() {
+    use corral_protocol::message::{PutOpen, PutReady, Write};
+    let agent = Agent::tcp(true, &[]).await;
+    let (tx, mut rx) = spawn_link(
+        agent.tcp_stream().await,
+        Config::stream(),
+        corral_io::new_session_id(),
+    );
+    let data = b"0123456789";
+    let open = PutOpen {
+        path: "gap.bin",
+        size: data.len() as u64,
+        sha256: common::sha256(data),
+        mode: 0o644,
+    };
+    tx.send_envelope(&Envelope::new(3, Body::PutOpen(open)))
+        .await
+        .unwrap();
+    assert_eq!(
+        Envelope::decode(&next_message(&mut rx).await).unwrap(),
+        Envelope::new(
+            3,
+            Body::PutReady(PutReady {
+                have: 0,
+                credit: 1024 * 1024
+            })
+        )
+    );
+    let gap = Write {
+        offset: 4,
+        data: &data[4..],
+    };
+    tx.send_envelope(&Envelope::new(3, Body::Write(gap)))
+        .await
+        .unwrap();
+    match Envelope::decode(&next_message(&mut rx).await).unwrap() {
+        Envelope {
+            id: 3,
+            body: Body::Error(e),
+        } => {
+            assert_eq!(e.code, ErrorCode::BAD_OFFSET);
+            assert!(e.message.contains("offset 0"), "{}", e.message);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The push is over: its commit finds no open push.
+    tx.send_envelope(&Envelope::new(3, Body::Commit))
+        .await
+        .unwrap();
+    match Envelope::decode(&next_message(&mut rx).await).unwrap() {
+        Envelope {
+            id: 3,
+            body: Body::Error(e),
+        } => assert_eq!(e.code, ErrorCode::NO_SUCH_REQUEST),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(!agent.path("gap.bin").exists());
+}
+
+#[tokio::test]
 async fn agent_warnings_are_forwarded_as_log_messages() {
     let agent = Agent::tcp(true, &[]).await;
     let (tx, rx) = spawn_link(

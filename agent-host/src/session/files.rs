@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use corral_protocol::credit::{ReceiveCredit, SendCredit};
+use corral_protocol::credit::SendCredit;
 use corral_protocol::message::{
     Body, Data, DirEntry, ErrorCode, FileHash, FileKind as WireKind, FileStat as WireStat, Get,
     PutOpen, PutReady,
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use super::{Ctx, FollowUp, Outbox};
+use super::{Ctx, FollowUp, Outbox, SharedCredit};
 use crate::files::{FileError, FileKind, FileStat};
 
 /// Push window: bytes the gateway may send beyond what is on disk.
@@ -82,25 +82,46 @@ pub(crate) async fn put(
     ctx: Ctx,
     id: u32,
     args: PutArgs,
+    credit: SharedCredit,
     mut followups: mpsc::UnboundedReceiver<FollowUp>,
 ) {
     let outbox = ctx.link.outbox(id);
+    serve_put(&ctx, &outbox, args, credit, &mut followups).await;
+    // Whatever the gateway sent after the push ended: a `Commit` still gets
+    // an answer. Closing first means a later one is refused by the session
+    // loop instead of being queued here unseen.
+    followups.close();
+    while let Ok(up) = followups.try_recv() {
+        if matches!(up, FollowUp::Commit) {
+            let message = "commit for a push that has already ended (see its earlier error)";
+            let _ = outbox.error(ErrorCode::NO_SUCH_REQUEST, message).await;
+        }
+    }
+}
+
+async fn serve_put(
+    ctx: &Ctx,
+    outbox: &Outbox,
+    args: PutArgs,
+    credit: SharedCredit,
+    followups: &mut mpsc::UnboundedReceiver<FollowUp>,
+) {
+    let id = outbox.id();
     let store = ctx.agent.store();
     let mut handle = match store
         .open_put(&args.path, args.size, args.sha256, args.mode)
         .await
     {
         Ok(h) => h,
-        Err(err) => return reply_error(&outbox, &err).await,
+        Err(err) => return reply_error(outbox, &err).await,
     };
     let have = handle.already_have();
     if have > 0 {
         tracing::info!(path = args.path, have, size = args.size, "resuming a push");
     }
-    let mut credit = ReceiveCredit::new(PUT_WINDOW);
     let ready = PutReady {
         have,
-        credit: credit.initial(),
+        credit: PUT_WINDOW,
     };
     if outbox.send(Body::PutReady(ready)).await.is_err() {
         return;
@@ -118,8 +139,9 @@ pub(crate) async fn put(
                 offset,
                 data,
                 permit,
+                within_credit,
             } => {
-                if !credit.received(data.len()) {
+                if !within_credit {
                     let message = format!(
                         "write of {} bytes at offset {offset} goes beyond the credit granted; \
                          wait for Credit messages",
@@ -136,11 +158,15 @@ pub(crate) async fn put(
                     return;
                 }
                 if let Err(err) = handle.write_at(offset, &data).await {
-                    return reply_error(&outbox, &err).await;
+                    return reply_error(outbox, &err).await;
                 }
                 drop(permit);
                 expected += data.len() as u64;
-                if let Some(more) = credit.consumed(data.len()) {
+                let more = credit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .consumed(data.len());
+                if let Some(more) = more {
                     if outbox.send(Body::Credit(more)).await.is_err() {
                         return;
                     }
@@ -152,7 +178,7 @@ pub(crate) async fn put(
                     Ok(()) => {
                         let _ = outbox.send(Body::Ok).await;
                     }
-                    Err(err) => reply_error(&outbox, &err).await,
+                    Err(err) => reply_error(outbox, &err).await,
                 }
                 return;
             }

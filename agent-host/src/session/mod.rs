@@ -45,6 +45,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use corral_io::driver::{LinkEvent, LinkReceiver, LinkSender};
+use corral_protocol::credit::ReceiveCredit;
 use corral_protocol::link::SessionInfo;
 use corral_protocol::message::{
     Body, DecodeError, DeviceInfo, Envelope, ErrorCode, LogLine, StrList,
@@ -94,6 +95,9 @@ pub(crate) enum FollowUp {
         offset: u64,
         data: Vec<u8>,
         permit: OwnedSemaphorePermit,
+        /// False if the bytes arrived beyond the credit granted so far
+        /// (counted on arrival, not when the task gets to them).
+        within_credit: bool,
     },
     Commit,
 }
@@ -206,11 +210,23 @@ fn end(generation: &mut Option<Generation>, why: &str) {
     }
 }
 
+/// Where a request's follow-ups go.
+struct Route {
+    tx: mpsc::UnboundedSender<FollowUp>,
+    /// For a push: its receive credit, shared with the task, which grants
+    /// more as it writes.
+    credit: Option<SharedCredit>,
+}
+
+/// A push's receive credit: counted by the session loop as data arrives,
+/// topped up by the push task as data reaches the disk.
+pub(crate) type SharedCredit = Arc<std::sync::Mutex<ReceiveCredit>>;
+
 /// One gateway session on the link.
 struct Generation {
     ctx: Ctx,
     state_tx: watch::Sender<LinkState>,
-    routes: HashMap<u32, mpsc::UnboundedSender<FollowUp>>,
+    routes: HashMap<u32, Route>,
     budget: Arc<Semaphore>,
 }
 
@@ -291,6 +307,13 @@ impl Generation {
                     .await;
             }
             Body::Write(w) => {
+                let within_credit = match self.routes.get(&id).and_then(|r| r.credit.as_ref()) {
+                    Some(credit) => credit
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .received(w.data.len()),
+                    None => true,
+                };
                 let Some(permit) = self.reserve(w.data.len()).await else {
                     return;
                 };
@@ -298,6 +321,7 @@ impl Generation {
                     offset: w.offset,
                     data: w.data.to_vec(),
                     permit,
+                    within_credit,
                 };
                 self.follow(id, up).await;
             }
@@ -326,8 +350,10 @@ impl Generation {
             }
             Body::PutOpen(open) => {
                 let args = files::PutArgs::from_wire(&open);
-                if let Some(rx) = self.open_route(id).await {
-                    tokio::spawn(files::put(self.ctx.clone(), id, args, rx));
+                let credit: SharedCredit =
+                    Arc::new(std::sync::Mutex::new(ReceiveCredit::new(files::PUT_WINDOW)));
+                if let Some(rx) = self.open_route_with(id, Some(Arc::clone(&credit))).await {
+                    tokio::spawn(files::put(self.ctx.clone(), id, args, credit, rx));
                 }
             }
             Body::Get(get) => {
@@ -371,7 +397,7 @@ impl Generation {
     /// Routes a follow-up to its request.
     async fn follow(&mut self, id: u32, up: FollowUp) {
         let up = match self.routes.get(&id) {
-            Some(tx) => match tx.send(up) {
+            Some(route) => match route.tx.send(up) {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(up)) => {
                     self.routes.remove(&id);
@@ -402,8 +428,16 @@ impl Generation {
     /// Registers a new request id; replies an error and returns `None` if it
     /// cannot run.
     async fn open_route(&mut self, id: u32) -> Option<mpsc::UnboundedReceiver<FollowUp>> {
+        self.open_route_with(id, None).await
+    }
+
+    async fn open_route_with(
+        &mut self,
+        id: u32,
+        credit: Option<SharedCredit>,
+    ) -> Option<mpsc::UnboundedReceiver<FollowUp>> {
         if self.routes.len() >= MAX_REQUESTS || self.routes.contains_key(&id) {
-            self.routes.retain(|_, tx| !tx.is_closed());
+            self.routes.retain(|_, route| !route.tx.is_closed());
         }
         let refusal = if self.routes.contains_key(&id) {
             Some((
@@ -423,7 +457,7 @@ impl Generation {
             return None;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        self.routes.insert(id, tx);
+        self.routes.insert(id, Route { tx, credit });
         Some(rx)
     }
 
