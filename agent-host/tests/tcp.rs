@@ -397,13 +397,13 @@ async fn reattach_after_a_lost_link_gets_all_output_and_the_exit() {
     assert_eq!(device_error(err), ErrorCode::NO_SUCH_REQUEST);
 }
 
-#[tokio::test]
-async fn a_detached_command_keeps_a_bounded_tail() {
-    let agent = Agent::tcp(true, &["--tail-bytes", "1000"]).await;
+/// Starts `script` with a token; it waits for a line on `./go.fifo`, which
+/// the test writes only after the link is gone, so everything it prints
+/// afterwards is kept by the agent. Then re-attaches and collects it.
+async fn print_while_detached(tail_bytes: &str, script: &str) -> common::Ran {
+    let agent = Agent::tcp(true, &["--tail-bytes", tail_bytes]).await;
     let first = agent.connect().await;
-    // Prints 5000 bytes after the link is gone, then ends.
-    let mut opts =
-        sh("read line < ./go.fifo; head -c 5000 /dev/zero | tr '\\0' x; echo; echo end >&2");
+    let mut opts = sh(&format!("read line < ./go.fifo; {script}"));
     opts.token = 7;
     let status = std::process::Command::new("mkfifo")
         .arg(agent.path("go.fifo"))
@@ -417,8 +417,8 @@ async fn a_detached_command_keeps_a_bounded_tail() {
     ));
     drop(handle);
     drop(first);
+    // The new connection replaces the first one.
     let second = agent.connect().await;
-    // Wait until the old session is gone before letting the command print.
     agent
         .wait_for_log("keeping the command for a re-attach")
         .await
@@ -428,13 +428,35 @@ async fn a_detached_command_keeps_a_bounded_tail() {
         .wait_for_log("command ended")
         .await
         .expect("the command ended");
+    collect(second.attach(7).await.unwrap()).await
+}
 
-    let ran = collect(second.attach(7).await.unwrap()).await;
+#[tokio::test]
+async fn a_detached_command_keeps_a_bounded_tail() {
+    let ran = print_while_detached(
+        "1000",
+        "head -c 5000 /dev/zero | tr '\\0' x; echo; echo end >&2",
+    )
+    .await;
     assert_eq!(ran.exit.code, 0);
     assert_eq!(ran.stdout.len(), 1000, "only the tail was kept");
     assert!(ran.stdout.ends_with(b"x\n"));
     assert_eq!(ran.stderr(), "end\n");
     assert_eq!(ran.exit.output_dropped, 5001 - 1000);
+}
+
+#[tokio::test]
+async fn kept_output_larger_than_the_credit_is_delivered_whole() {
+    // 600 kB kept: more than the 256 KiB the gateway grants at first.
+    let ran = print_while_detached(
+        "400000",
+        "head -c 300000 /dev/zero | tr '\\0' x; head -c 300000 /dev/zero | tr '\\0' y >&2",
+    )
+    .await;
+    assert_eq!(ran.exit.code, 0);
+    assert_eq!(ran.stdout, vec![b'x'; 300_000]);
+    assert_eq!(ran.stderr, vec![b'y'; 300_000]);
+    assert_eq!(ran.exit.output_dropped, 0);
 }
 
 #[tokio::test]

@@ -87,12 +87,6 @@ pub(crate) struct Attachment {
     credit: u32,
 }
 
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("id", &self.id()).finish()
-    }
-}
-
 /// Runs an `Exec` request.
 pub(crate) async fn run(
     ctx: Ctx,
@@ -432,7 +426,7 @@ impl Job {
                         None => self.output_done = true,
                     }
                 }
-                report = cmd.wait(), if !paused && self.output_done => {
+                report = cmd.wait(), if !paused && self.output_done && self.backlog.is_empty() => {
                     return match att.outbox.send(Body::Exit(self.exit_report(&report))).await {
                         Ok(()) => Live::Finished,
                         Err(_) => Live::Gone,
@@ -523,8 +517,12 @@ impl Job {
     /// more.
     async fn wait_detached(&mut self) -> Option<Attachment> {
         let cmd = self.cmd.as_ref()?;
-        cmd.set_output_mode(OutputMode::Tail);
         let running = cmd.exit_report().is_none();
+        if running || !cmd.output_finished() {
+            // Nobody forwards now: keep a tail instead of blocking the
+            // command on a full pipe.
+            cmd.set_output_mode(OutputMode::Tail);
+        }
         let Some(reg) = self.registration.as_mut() else {
             if running {
                 tracing::info!(pid = ?cmd.pid(), "session gone; the command runs on without a token to collect it");

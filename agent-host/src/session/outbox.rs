@@ -68,6 +68,12 @@ pub(crate) struct Outbox {
     link: LinkHandle,
 }
 
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("id", &self.id).finish()
+    }
+}
+
 impl Outbox {
     /// The request id.
     pub(crate) fn id(&self) -> u32 {
