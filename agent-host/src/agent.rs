@@ -8,7 +8,6 @@
 //! that nothing from before the reset is left.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use corral_protocol::message::Limits;
 
@@ -161,14 +160,5 @@ impl AgentState {
             executor: Executor::new(options.exec.clone())?,
             detached: Registry::new(options.keep.clone()),
         })
-    }
-}
-
-impl Default for KeepPolicy {
-    fn default() -> Self {
-        KeepPolicy {
-            max_results: 32,
-            max_age: Duration::from_secs(3600),
-        }
     }
 }

@@ -33,6 +33,16 @@ pub struct KeepPolicy {
     pub max_age: Duration,
 }
 
+impl Default for KeepPolicy {
+    /// 32 results, each for an hour after its command ended.
+    fn default() -> Self {
+        KeepPolicy {
+            max_results: 32,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// Why a token cannot be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RegisterError {
