@@ -172,6 +172,9 @@ struct Inner {
     logs: broadcast::Sender<String>,
     host_name: String,
     identity: Mutex<Option<DeviceIdentity>>,
+    /// Dropped with the last client: tells the pump to stop, which drops
+    /// the link receiver and so closes the transport.
+    _closing: tokio::sync::oneshot::Sender<()>,
 }
 
 /// A session with one device over one link. Cheap to clone.
@@ -191,6 +194,7 @@ impl DeviceClient {
         let (state, _) = watch::channel(SessionState::Connecting);
         let (console, _) = broadcast::channel(256);
         let (logs, _) = broadcast::channel(256);
+        let (closing, closed) = tokio::sync::oneshot::channel();
         let inner = Arc::new(Inner {
             sender,
             next_id: AtomicU32::new(1),
@@ -200,8 +204,9 @@ impl DeviceClient {
             logs,
             host_name: host_name.to_string(),
             identity: Mutex::new(None),
+            _closing: closing,
         });
-        tokio::spawn(pump(Arc::downgrade(&inner), receiver));
+        tokio::spawn(pump(Arc::downgrade(&inner), receiver, closed));
         DeviceClient { inner }
     }
 
@@ -820,9 +825,21 @@ fn unexpected(r: &Reply) -> ClientError {
 }
 
 /// Reads link events until the link closes or the client is dropped.
-async fn pump(inner: std::sync::Weak<Inner>, mut rx: LinkReceiver) {
+async fn pump(
+    inner: std::sync::Weak<Inner>,
+    mut rx: LinkReceiver,
+    mut closed: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut hello_id = None;
-    while let Some(ev) = rx.recv().await {
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+            // The last DeviceClient is gone: close the link.
+            _ = &mut closed => return,
+        };
         let Some(inner) = inner.upgrade() else { return };
         match ev {
             LinkEvent::Connected(_) => {

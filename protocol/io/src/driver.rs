@@ -115,13 +115,19 @@ impl LinkSender {
         let max = self
             .max_message()
             .max(corral_protocol::link::MIN_MESSAGE as usize);
-        let mut buf = vec![0u8; max];
-        match env.encode(&mut buf) {
-            Some(n) => {
+        // Most messages are small; start small and grow rather than
+        // allocate the peer's largest message for every ack and credit.
+        let mut cap = 256.min(max);
+        loop {
+            let mut buf = vec![0u8; cap];
+            if let Some(n) = env.encode(&mut buf) {
                 buf.truncate(n);
-                self.send(buf).await
+                return self.send(buf).await;
             }
-            None => Err(LinkSendError::TooLarge { len: max + 1, max }),
+            if cap >= max {
+                return Err(LinkSendError::TooLarge { len: max + 1, max });
+            }
+            cap = (cap * 8).min(max);
         }
     }
 
@@ -237,7 +243,10 @@ impl Driver {
     {
         let (mut rd, mut wr) = tokio::io::split(io);
         let (in_tx, mut in_rx) = mpsc::channel::<io::Result<Vec<u8>>>(16);
-        let reader = tokio::spawn(async move {
+        // The reader must not outlive the driver, even when the driver task
+        // is aborted (its receiver dropped): a leftover reader would hold
+        // the transport open and steal the next bytes.
+        let reader = AbortOnDrop(tokio::spawn(async move {
             loop {
                 let mut buf = vec![0u8; READ_CHUNK];
                 let r = rd.read(&mut buf).await;
@@ -250,7 +259,7 @@ impl Driver {
                     break;
                 }
             }
-        });
+        }));
         let mut out = vec![0u8; self.link.config().frame_buffer.max(4096) * 4];
         let mut senders_gone = false;
         let result: io::Result<()> = 'run: loop {
@@ -304,7 +313,7 @@ impl Driver {
                 _ = sleep_until(deadline) => {}
             }
         };
-        reader.abort();
+        drop(reader);
         self.publish();
         // Deliver what is left, then say why we stopped.
         if let Some(ev) = self.pending_ev.take() {
@@ -355,7 +364,17 @@ impl Driver {
                 }
             }
             match self.link.poll_event() {
-                Some(ev) => self.pending_ev = Some(LinkEvent::from_event(ev)),
+                Some(ev) => {
+                    let ev = LinkEvent::from_event(ev);
+                    if matches!(ev, LinkEvent::PeerReset | LinkEvent::ProtocolViolation) {
+                        // Everything queued now was written for the old
+                        // session (the application has not seen this event
+                        // yet); its request ids mean nothing to the new one.
+                        self.pending_msg = None;
+                        while self.msg_rx.try_recv().is_ok() {}
+                    }
+                    self.pending_ev = Some(ev);
+                }
                 None => return true,
             }
         }
@@ -365,6 +384,15 @@ impl Driver {
         *lock(&self.shared.stats) = self.link.stats();
         *lock(&self.shared.max_message) = self.link.max_message();
         *lock(&self.shared.session) = self.link.session();
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
