@@ -442,7 +442,11 @@ impl Gateway {
 }
 
 /// A counter's metric name, help text and how to read it.
-type CounterMetric = (&'static str, &'static str, fn(&crate::device::Counters) -> u64);
+type CounterMetric = (
+    &'static str,
+    &'static str,
+    fn(&crate::device::Counters) -> u64,
+);
 
 /// Resolves when any of the futures does.
 async fn futures_select_all(

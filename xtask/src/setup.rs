@@ -7,7 +7,11 @@ use std::path::Path;
 /// Adds rustup targets that are not installed yet.
 pub fn ensure_targets(targets: &[&str]) -> Result<()> {
     let installed = output(Path::new("."), "rustup", &["target", "list", "--installed"])?;
-    let missing: Vec<&str> = targets.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -18,13 +22,19 @@ pub fn ensure_targets(targets: &[&str]) -> Result<()> {
 }
 
 fn is_root() -> bool {
-    output(Path::new("."), "id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false)
+    output(Path::new("."), "id", &["-u"])
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Makes sure Debian packages providing `programs` are installed: installs
 /// them with apt-get when running as root, otherwise says what to run.
 pub fn ensure_packages(needs: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<(&str, &str)> = needs.iter().copied().filter(|(prog, _)| !have(prog)).collect();
+    let missing: Vec<(&str, &str)> = needs
+        .iter()
+        .copied()
+        .filter(|(prog, _)| !have(prog))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -36,12 +46,20 @@ pub fn ensure_packages(needs: &[(&str, &str)]) -> Result<()> {
             packages.join(" ")
         );
     }
-    step(&format!("installing Debian packages {}", packages.join(" ")));
+    step(&format!(
+        "installing Debian packages {}",
+        packages.join(" ")
+    ));
     let root = Path::new("/");
     run(root, "apt-get", &["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&packages);
-    crate::util::run_env(root, "apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    crate::util::run_env(
+        root,
+        "apt-get",
+        &args,
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )?;
     for (prog, pkg) in &missing {
         if !have(prog) {
             bail!("installed {pkg} but {prog} is still not on the PATH");

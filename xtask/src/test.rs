@@ -20,21 +20,58 @@ pub fn run(root: &Path) -> Result<()> {
 
     step("formatting");
     util::run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
-    util::run(&root.join("boards"), "cargo", &["fmt", "--all", "--", "--check"])?;
+    util::run(
+        &root.join("boards"),
+        "cargo",
+        &["fmt", "--all", "--", "--check"],
+    )?;
 
     step("clippy (host crates, all targets)");
-    util::run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    util::run(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
 
     step("no_std builds");
     for target in TARGETS {
-        util::run(root, "cargo", &["build", "-p", "corral-protocol", "--target", target])?;
+        util::run(
+            root,
+            "cargo",
+            &["build", "-p", "corral-protocol", "--target", target],
+        )?;
     }
-    util::run(root, "cargo", &["build", "-p", "corral-agent-core", "--target", "thumbv7m-none-eabi"])?;
+    util::run(
+        root,
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "corral-agent-core",
+            "--target",
+            "thumbv7m-none-eabi",
+        ],
+    )?;
 
     step("firmware");
     build_firmware(root)?;
-    util::run(&root.join("boards"), "cargo", &["clippy", "--workspace", "--", "-D", "warnings"])?;
-    util::run(&root.join("boards"), "cargo", &["test", "-p", "corral-board-common"])?;
+    util::run(
+        &root.join("boards"),
+        "cargo",
+        &["clippy", "--workspace", "--", "-D", "warnings"],
+    )?;
+    util::run(
+        &root.join("boards"),
+        "cargo",
+        &["test", "-p", "corral-board-common"],
+    )?;
 
     step("tests (unit, end-to-end, QEMU)");
     let firmware = firmware_path(root);
@@ -42,7 +79,10 @@ pub fn run(root: &Path) -> Result<()> {
         root,
         "cargo",
         &["test", "--workspace", "--no-fail-fast"],
-        &[("CORRAL_FIRMWARE_LM3S6965", firmware.to_str().unwrap_or_default())],
+        &[(
+            "CORRAL_FIRMWARE_LM3S6965",
+            firmware.to_str().unwrap_or_default(),
+        )],
     )?;
 
     println!("\nall checks passed in {:.0?}", t.elapsed());
@@ -52,7 +92,11 @@ pub fn run(root: &Path) -> Result<()> {
 /// Builds every board's release firmware once; the end-to-end suites use
 /// these images.
 pub fn build_firmware(root: &Path) -> Result<()> {
-    util::run(&root.join("boards/qemu-lm3s6965"), "cargo", &["build", "--release"])
+    util::run(
+        &root.join("boards/qemu-lm3s6965"),
+        "cargo",
+        &["build", "--release"],
+    )
 }
 
 /// The emulated Cortex-M3 board's firmware image.

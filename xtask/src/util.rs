@@ -8,7 +8,9 @@ use std::time::Instant;
 /// The repository root (the parent of this crate's directory).
 pub fn repo_root() -> Result<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(Path::to_path_buf).context("xtask has no parent directory")
+    here.parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
 }
 
 /// Prints a step heading.
@@ -31,7 +33,9 @@ pub fn run_env(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let status = cmd.status().with_context(|| format!("starting `{shown}` (is {program} installed?)"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting `{shown}` (is {program} installed?)"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status}) after {:.0?}", t.elapsed());
     }
