@@ -1,8 +1,10 @@
 //! The Corral gateway: the host daemon that owns the devices attached to one
 //! PC, and the library behind the `corral` CLI.
 //!
-//! This crate currently holds the parts that are plain data and rendering:
-//!
+//! * [`gateway`] — the daemon's core: one task per device, leases, jobs;
+//! * [`api`] — its local HTTP API (`gateway/openapi.yaml`) and the client
+//!   the CLI uses;
+//! * [`cli`] — the `corral` command, one module per subcommand;
 //! * [`config`] — the device inventory and job files (TOML), validated with
 //!   errors that name file, line, column and key;
 //! * [`report`] — job results, as JSON for storage, JUnit XML for CI and a
@@ -30,6 +32,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod device;
