@@ -30,8 +30,8 @@ use tokio::time::Instant;
 #[derive(clap::Args, Debug)]
 #[command(after_help = concat!(
     crate::device_help!(),
-    "\n\nExit status: the remote command's own (128+N if signal N killed it, 127 if it could not start,\n",
-    "128+9 if it ran past --timeout and was killed), or:\n",
+    "\n\nExit status: the remote command's own (128+N if signal N killed it, also when it ran past\n",
+    "--timeout; 127 if it could not start), or:\n",
     "  2    usage error: bad arguments, an unknown or ambiguous device\n",
     "  1    the device or the gateway refused the request (device leased and --no-wait)\n",
     "  130  interrupted by Ctrl-C; the remote command was cancelled\n",
