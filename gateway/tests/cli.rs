@@ -310,6 +310,79 @@ fn a_gateway_serves_agents_over_tcp_and_a_serial_line() {
         1,
     );
 
+    // A client that vanishes (kill -9) does not leave its command running.
+    let mut child = gw.spawn(&[
+        "exec",
+        "dev-tcp",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > orphan.pid; echo ready; exec sleep 60",
+    ]);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    while gw
+        .corral(&[
+            "exec",
+            "dev-tcp",
+            "--",
+            "sh",
+            "-c",
+            "kill -0 $(cat orphan.pid)",
+        ])
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the command outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Resumed transfers say so. An upload cut off half-way leaves the
+    // device with a prefix, which the next push reuses.
+    let half = payload.len() / 2;
+    {
+        use std::io::Write;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
+        write!(
+            conn,
+            "PUT /v1/devices/dev-tcp/files/resumed.bin?size={}&sha256={want} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            payload.len(),
+            payload.len()
+        )
+        .unwrap();
+        conn.write_all(&payload[..half]).unwrap();
+    }
+    let err = ok_err(&gw.corral(&["push", "dev-tcp", s(&local), "resumed.bin"]));
+    assert!(err.contains("resumed"), "{err}");
+    assert!(ok(&gw.corral(&["hash", "dev-tcp", "resumed.bin"])).starts_with(&want));
+    // A pull finds the partial file an interrupted pull left.
+    let again = d.join("again.bin");
+    std::fs::write(d.join(".again.bin.corral-partial"), &payload[..half]).unwrap();
+    let err = ok_err(&gw.corral(&["pull", "dev-tcp", "resumed.bin", s(&again)]));
+    assert!(err.contains("resumed"), "{err}");
+    assert!(std::fs::read(&again).unwrap() == payload);
+
+    // Identity and link statistics.
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&gw.corral(&["info", "dev-pty", "--json"]))).unwrap();
+    assert_eq!(
+        info["identity"]["firmware"]
+            .as_str()
+            .map(|f| f.starts_with("corral-agent")),
+        Some(true),
+        "{info}"
+    );
+    assert!(info["counters"]["crc_errors"].is_u64(), "{info}");
+
     // A job: JUnit XML and JSON results; a failing test fails the run.
     std::fs::write(
         d.join("job.toml"),
@@ -390,6 +463,16 @@ pull = {{ remote = "job/payload.bin", local = "out/payload.bin" }}
     let passing = job.replace("exit 3", "exit 0");
     std::fs::write(d.join("passing.toml"), passing).unwrap();
     ok(&gw.corral(&["run", s(&d.join("passing.toml")), "--label", "link=tcp"]));
+
+    // A job can run straight on an address, without the daemon.
+    ok(&corral(&[
+        "--key-file",
+        k,
+        "run",
+        s(&d.join("passing.toml")),
+        "--device",
+        &direct,
+    ]));
 
     // A broken job file is a usage error that says where.
     std::fs::write(

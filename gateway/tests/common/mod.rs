@@ -122,6 +122,12 @@ pub fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
+/// Asserts success; returns stderr.
+pub fn ok_err(out: &Output) -> String {
+    ok(out);
+    text(&out.stderr)
+}
+
 /// Asserts the exit code; returns stderr.
 pub fn code(out: &Output, want: i32) -> String {
     assert_eq!(
