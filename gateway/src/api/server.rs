@@ -18,7 +18,8 @@ use crate::gateway::{Gateway, LookupError, RunError, Target};
 use crate::lease::{LeaseError, LeaseGuard, LeaseInfo};
 use crate::transfer;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -133,6 +134,49 @@ impl From<ClientError> for ApiError {
     }
 }
 
+/// `Json` whose rejection is an [`ApiError`] (JSON, `bad_request`), like
+/// every other error of the API.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::new(e.status(), "bad_request", e.body_text())),
+        }
+    }
+}
+
+/// `Query` whose rejection is an [`ApiError`].
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// `Path` whose rejection is an [`ApiError`].
+struct At<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for At<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(At(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
@@ -188,6 +232,13 @@ pub fn router(gateway: Gateway, token: Option<String>) -> Router {
             put(lease_renew).delete(lease_release),
         )
         .route("/v1/jobs", post(run_job))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "bad_request",
+                "no such route; the routes are in /v1/openapi.yaml",
+            )
+        })
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .with_state(app)
@@ -262,7 +313,7 @@ async fn devices(State(app): State<AppState>) -> impl IntoResponse {
 
 async fn device(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    At(name): At<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(app.gateway.device(&name)?.status()))
 }
@@ -390,9 +441,9 @@ impl Drop for Registered {
 
 async fn exec(
     State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(h): Query<Hold>,
-    Json(body): Json<ExecBody>,
+    At(name): At<String>,
+    Params(h): Params<Hold>,
+    JsonBody(body): JsonBody<ExecBody>,
 ) -> Result<Response, ApiError> {
     if body.argv.is_empty() {
         return Err(ApiError::bad_request(
@@ -450,7 +501,11 @@ async fn exec(
                 ev = handle.next(silence) => Step::Event(ev),
                 // The caller went away (Ctrl-C, a dead CI runner) or asked
                 // to cancel: kill the command, and still wait for its exit
-                // so the device is clean before the lease goes.
+                // so the device is clean before the lease goes. (Winning
+                // this branch drops a pending `next`, which can lose an
+                // output chunk it was granting credit for; after a cancel
+                // that output is not wanted. A cloneable cancel handle on
+                // `ExecHandle` would avoid even that.)
                 _ = tx.closed(), if !cancelled => Step::Cancel,
                 _ = cancel.notified(), if !cancelled => Step::Cancel,
             };
@@ -506,10 +561,7 @@ enum Step {
     Cancel,
 }
 
-async fn cancel_exec(
-    State(app): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<StatusCode, ApiError> {
+async fn cancel_exec(State(app): State<AppState>, At(id): At<u64>) -> Result<StatusCode, ApiError> {
     let n = lock(&app.execs).get(&id).cloned();
     match n {
         Some(n) => {
@@ -607,9 +659,9 @@ impl AsyncSeek for Probe {
 
 async fn partial(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
-    Query(p): Query<PushParams>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
+    Params(p): Params<PushParams>,
 ) -> Result<Json<PartialReply>, ApiError> {
     let sha = parse_sha256(&p.sha256)?;
     let mode = parse_mode(p.mode.as_deref())?;
@@ -683,9 +735,9 @@ impl<R: Unpin> AsyncSeek for Upload<R> {
 
 async fn upload(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
-    Query(p): Query<PushParams>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
+    Params(p): Params<PushParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushReply>, ApiError> {
@@ -765,9 +817,9 @@ struct PullParams {
 
 async fn download(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
-    Query(p): Query<PullParams>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
+    Params(p): Params<PullParams>,
 ) -> Result<Response, ApiError> {
     let held = hold(&app, &name, &h).await?;
     let client = held.client().await?;
@@ -846,8 +898,8 @@ fn stat_reply(name: String, s: &corral_protocol::message::FileStat) -> StatReply
 
 async fn remove(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
 ) -> Result<StatusCode, ApiError> {
     let held = hold(&app, &name, &h).await?;
     held.client().await?.remove(&path, QUICK).await?;
@@ -856,8 +908,8 @@ async fn remove(
 
 async fn stat(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
 ) -> Result<Json<StatReply>, ApiError> {
     let held = hold(&app, &name, &h).await?;
     let s = held.client().await?.stat(&path, QUICK).await?;
@@ -866,16 +918,16 @@ async fn stat(
 
 async fn list_root(
     state: State<AppState>,
-    Path(name): Path<String>,
-    q: Query<Hold>,
+    At(name): At<String>,
+    q: Params<Hold>,
 ) -> Result<Json<Vec<StatReply>>, ApiError> {
-    list(state, Path((name, String::new())), q).await
+    list(state, At((name, String::new())), q).await
 }
 
 async fn list(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
 ) -> Result<Json<Vec<StatReply>>, ApiError> {
     let held = hold(&app, &name, &h).await?;
     let entries = held.client().await?.list(&path, QUICK).await?;
@@ -889,8 +941,8 @@ async fn list(
 
 async fn hash(
     State(app): State<AppState>,
-    Path((name, path)): Path<(String, String)>,
-    Query(h): Query<Hold>,
+    At((name, path)): At<(String, String)>,
+    Params(h): Params<Hold>,
 ) -> Result<Json<HashReply>, ApiError> {
     let held = hold(&app, &name, &h).await?;
     let (size, sha) = held.client().await?.hash(&path, HASH_TIMEOUT).await?;
@@ -908,9 +960,9 @@ struct ResetParams {
 
 async fn reset(
     State(app): State<AppState>,
-    Path(name): Path<String>,
-    Query(h): Query<Hold>,
-    Query(p): Query<ResetParams>,
+    At(name): At<String>,
+    Params(h): Params<Hold>,
+    Params(p): Params<ResetParams>,
 ) -> Result<Response, ApiError> {
     let held = hold(&app, &name, &h).await?;
     let client = held.client().await?;
@@ -959,10 +1011,7 @@ async fn reset(
     }
 }
 
-async fn console(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn console(State(app): State<AppState>, At(name): At<String>) -> Result<Response, ApiError> {
     let device = app.gateway.device(&name)?;
     let mut text = device.console();
     // Agent log messages come through the session of the moment, which
@@ -1028,8 +1077,8 @@ fn lease_reply(l: LeaseInfo) -> LeaseReply {
 
 async fn lease_take(
     State(app): State<AppState>,
-    Path(name): Path<String>,
-    Json(b): Json<LeaseBody>,
+    At(name): At<String>,
+    JsonBody(b): JsonBody<LeaseBody>,
 ) -> Result<Response, ApiError> {
     if b.holder.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -1051,8 +1100,8 @@ struct RenewParams {
 
 async fn lease_renew(
     State(app): State<AppState>,
-    Path((name, id)): Path<(String, u64)>,
-    Query(q): Query<RenewParams>,
+    At((name, id)): At<(String, u64)>,
+    Params(q): Params<RenewParams>,
 ) -> Result<Json<LeaseReply>, ApiError> {
     let device = app.gateway.device(&name)?;
     let ttl = q.ttl_ms.map(|t| Duration::from_millis(t.max(1000)));
@@ -1061,7 +1110,7 @@ async fn lease_renew(
 
 async fn lease_release(
     State(app): State<AppState>,
-    Path((name, id)): Path<(String, u64)>,
+    At((name, id)): At<(String, u64)>,
 ) -> Result<StatusCode, ApiError> {
     app.gateway.device(&name)?.lease().release(id)?;
     Ok(StatusCode::NO_CONTENT)
@@ -1069,7 +1118,7 @@ async fn lease_release(
 
 async fn run_job(
     State(app): State<AppState>,
-    Json(b): Json<JobBody>,
+    JsonBody(b): JsonBody<JobBody>,
 ) -> Result<Response, ApiError> {
     let job = Job::parse(&b.toml, std::path::Path::new(&b.origin))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
