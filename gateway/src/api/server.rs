@@ -369,7 +369,6 @@ async fn hold(app: &App, name: &str, h: &Hold) -> Result<Held, ApiError> {
         }
         .into());
     }
-    let demand = device.demand();
     let lease = match h.lease {
         Some(id) => {
             let slot = device.lease();
@@ -392,6 +391,9 @@ async fn hold(app: &App, name: &str, h: &Hold) -> Result<Held, ApiError> {
             HeldLease::Own(LeaseGuard::acquire(device.lease(), &holder, wait).await?)
         }
     };
+    // Only the holder switches a latent device on: a request waiting for
+    // the lease must not keep it powered.
+    let demand = device.demand();
     Ok(Held {
         device,
         _lease: lease,

@@ -233,7 +233,13 @@ fn no_color_unset() -> bool {
 
 /// Runs the command line; returns the exit status.
 pub async fn run(cli: Cli) -> i32 {
-    let ctx = Context::from_cli(&cli);
+    let ctx = match Context::from_cli(&cli) {
+        Ok(c) => c,
+        Err(f) => {
+            eprintln!("corral: {}", f.message);
+            return f.code;
+        }
+    };
     let r = match cli.command {
         Command::Gateway(c) => cmd::gateway::run(c).await,
         Command::Devices(c) => cmd::devices::run(&ctx, c).await,

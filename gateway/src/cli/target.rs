@@ -102,19 +102,24 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 impl Context {
-    /// The context of a command line.
-    pub fn from_cli(cli: &Cli) -> Self {
-        let token = std::env::var("CORRAL_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .or_else(|| {
-                cli.token_file
-                    .as_ref()
-                    .and_then(|p| std::fs::read_to_string(p).ok())
-            })
-            .map(|t| t.trim().to_string());
+    /// The context of a command line; fails if `--token-file` cannot be
+    /// read.
+    pub fn from_cli(cli: &Cli) -> Result<Self, Failure> {
+        let token = match (
+            std::env::var("CORRAL_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+            &cli.token_file,
+        ) {
+            (Some(t), _) => Some(t),
+            (None, Some(p)) => Some(std::fs::read_to_string(p).map_err(|e| {
+                Failure::usage(format!("reading the API token file {}: {e}", p.display()))
+            })?),
+            (None, None) => None,
+        }
+        .map(|t| t.trim().to_string());
         let host = crate::gateway::host_name();
-        Context {
+        Ok(Context {
             api: ApiClient::new(&cli.gateway, token),
             key_file: cli.key_file.clone(),
             hold: HoldArgs {
@@ -122,7 +127,7 @@ impl Context {
                 no_wait: cli.no_wait,
                 holder: format!("corral@{host} pid {}", std::process::id()),
             },
-        }
+        })
     }
 
     /// Resolves DEVICE: an address opens a session here, a name goes to the

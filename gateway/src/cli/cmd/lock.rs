@@ -9,18 +9,21 @@ use std::time::Duration;
 /// While you hold it, the device is yours: a series of commands (or a
 /// person at a desk) has it to itself.
 ///
-/// Pass the id to later commands with --lease ID or CORRAL_LEASE=ID:
-///
-///     export CORRAL_LEASE=$(corral lock pico-1)
-///     corral push pico-1 fw.bin fw.bin && corral exec pico-1 -- selftest
-///     corral unlock pico-1 $CORRAL_LEASE
+/// Pass the id to later commands with --lease ID or CORRAL_LEASE=ID (see
+/// the example below).
 ///
 /// The lease lasts --ttl after its last use (every command under it renews
 /// it), so a forgotten lock frees itself. While someone else holds the
 /// device this waits (up to --wait), or fails at once with --no-wait
 /// (exit 1).
 #[derive(clap::Args, Debug)]
-#[command(after_help = crate::exit_codes!())]
+#[command(after_help = concat!(
+    "Example:\n",
+    "  export CORRAL_LEASE=$(corral lock pico-1)\n",
+    "  corral push pico-1 fw.bin fw.bin && corral exec pico-1 -- selftest\n",
+    "  corral unlock pico-1 $CORRAL_LEASE\n\n",
+    crate::exit_codes!()
+))]
 pub struct Cmd {
     /// The device (a gateway's device name).
     pub device: String,
