@@ -70,7 +70,13 @@ pub fn run(root: &Path) -> Result<()> {
     util::run(
         &root.join("boards"),
         "cargo",
-        &["test", "-p", "corral-board-common"],
+        &[
+            "test",
+            "-p",
+            "corral-board-common",
+            "-p",
+            "corral-board-agent",
+        ],
     )?;
 
     step("tests (unit, end-to-end, QEMU)");

@@ -139,6 +139,12 @@ pub trait Board: Clock {
     /// after a power cycle). See [`boot_id`] for how boards derive it.
     fn boot_id(&self) -> u32;
 
+    /// The board's serial number as text (e.g. a chip's unique id in hex),
+    /// reported in the handshake; empty if the board has none.
+    fn serial_number(&self) -> &str {
+        ""
+    }
+
     /// Resets the whole board after flushing the serial port. Does not return.
     fn reset(&mut self) -> !;
 }
