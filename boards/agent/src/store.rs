@@ -2,7 +2,7 @@
 //! write-only [`ImageSlot`] under `image/`.
 
 use corral_agent_core::{FileStore, RamHandle, RamStore, StoreError, StoreInfo};
-use corral_protocol::message::{DirEntry, FileHash, FileKind, FileStat};
+use corral_protocol::message::{DirEntry, ErrorCode, FileHash, FileKind, FileStat};
 
 use crate::image::{self, ImageSlot};
 
@@ -62,10 +62,13 @@ impl BoardStore {
     }
 }
 
-const IS_DIR: StoreError = StoreError::new(
-    corral_protocol::message::ErrorCode::IS_A_DIRECTORY,
-    "names the directory, not a file",
+const TOO_LARGE_FOR_RAM: StoreError = StoreError::new(
+    ErrorCode::TOO_LARGE,
+    "larger than the RAM file store (1 KiB); images go to image/NAME",
 );
+
+const IS_DIR: StoreError =
+    StoreError::new(ErrorCode::IS_A_DIRECTORY, "names the directory, not a file");
 
 impl FileStore for BoardStore {
     type Handle = Handle;
@@ -95,7 +98,13 @@ impl FileStore for BoardStore {
             Place::ImageDir => Err(IS_DIR),
             Place::Ram(p) => {
                 self.image.discard_put();
-                self.ram.put_open(p, size, sha256, mode)
+                self.ram.put_open(p, size, sha256, mode).map_err(|e| {
+                    if e.code == ErrorCode::TOO_LARGE {
+                        TOO_LARGE_FOR_RAM
+                    } else {
+                        e
+                    }
+                })
             }
         }
     }
@@ -146,10 +155,9 @@ impl FileStore for BoardStore {
         match place(path) {
             Place::ImageDir => Ok(Handle::ImageDir),
             Place::Image(name) => Err(match self.image.stat(name) {
-                Ok(_) => StoreError::new(
-                    corral_protocol::message::ErrorCode::NOT_A_DIRECTORY,
-                    "names a file, not a directory",
-                ),
+                Ok(_) => {
+                    StoreError::new(ErrorCode::NOT_A_DIRECTORY, "names a file, not a directory")
+                }
                 Err(e) => e,
             }),
             Place::Ram(p) => {
@@ -206,7 +214,6 @@ impl FileStore for BoardStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_protocol::message::ErrorCode;
     use sha2::{Digest, Sha256};
     use std::string::String;
     use std::vec::Vec;
@@ -248,7 +255,9 @@ mod tests {
             ErrorCode::PERMISSION_DENIED
         );
         // Too big for RAM, with a hint of where big files go.
-        assert!(put(&mut s, "big.bin", &big).is_err());
+        let e = put(&mut s, "big.bin", &big).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TOO_LARGE);
+        assert!(e.message.contains("image/"), "{}", e.message);
         s.remove("image/fw.bin").unwrap();
         assert_eq!(list(&mut s, "image"), Vec::<String>::new());
     }
