@@ -210,12 +210,20 @@ name = "echo"
 exec = ["echo", "hello", "from", "the", "board"]
 
 [[step]]
-name = "push a 4 KiB file"
+name = "push a 512-byte file to RAM"
 push = { local = "small.bin", remote = "small.bin" }
 
 [[step]]
 name = "its hash on the device"
 exec = ["hash", "small.bin"]
+
+[[step]]
+name = "stream a 64 KiB image through the image slot"
+push = { local = "image.bin", remote = "image/image.bin" }
+
+[[step]]
+name = "the image's hash on the device"
+exec = ["hash", "image/image.bin"]
 
 [[step]]
 name = "reset"
@@ -244,7 +252,10 @@ pub async fn run(opts: DemoOptions) -> Result<bool> {
         *b = x as u8;
     }
     std::fs::write(dir.join("data.bin"), &data)?;
-    std::fs::write(dir.join("small.bin"), &data[..4096])?;
+    // The board keeps small files in 1 KiB of RAM; big ones stream
+    // through its write-only image slot.
+    std::fs::write(dir.join("small.bin"), &data[..512])?;
+    std::fs::write(dir.join("image.bin"), &data[..64 * 1024])?;
     std::fs::write(dir.join("selftest.sh"), SELFTEST_SH)?;
 
     // Devices: an agent over TCP with a key, an agent over a pty cable.
