@@ -10,7 +10,11 @@ use std::time::Instant;
 pub const TARGETS: &[&str] = &["thumbv7m-none-eabi", "riscv32imc-unknown-none-elf"];
 
 /// Debian packages the suites need, by the program they provide.
-pub const PACKAGES: &[(&str, &str)] = &[("qemu-system-arm", "qemu-system-arm")];
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-arm", "qemu-system-arm"),
+    // The board bring-up checks (boards/scripts/qemu_board_check.py).
+    ("python3", "python3"),
+];
 
 pub fn run(root: &Path) -> Result<()> {
     let t = Instant::now();
@@ -77,6 +81,13 @@ pub fn run(root: &Path) -> Result<()> {
             "-p",
             "corral-board-agent",
         ],
+    )?;
+
+    step("board bring-up under QEMU (UART echo, receive ring, reset, panic)");
+    util::run(
+        &root.join("boards"),
+        "bash",
+        &["scripts/qemu-echo-check.sh"],
     )?;
 
     step("tests (unit, end-to-end, QEMU)");

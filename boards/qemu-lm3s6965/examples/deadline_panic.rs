@@ -30,5 +30,12 @@ fn main() -> ! {
         SerialWriter(board.serial()),
         "deadline asked={SLEEP_MICROS}us slept={slept}us\r\n"
     );
-    panic!("deliberate panic after boot {:08x}", board.boot_id());
+    // The panic handler prints plain messages only (formatting would cost
+    // flash), so the boot id goes on its own line first.
+    let boot_id = board.boot_id();
+    let _ = write!(
+        SerialWriter(board.serial()),
+        "panicking in boot {boot_id:08x}\r\n"
+    );
+    panic!("deliberate panic");
 }
