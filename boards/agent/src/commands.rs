@@ -9,6 +9,7 @@
 //! | `crash` | panics: the board prints the panic and resets | the link resets: an infrastructure error |
 //! | `flood N` | prints N numbered lines (44 bytes each) | all of them, in order, paced by credit |
 //! | `uptime` | milliseconds since boot | exit 0 |
+//! | `hang` | spins forever, answering nothing, as wedged firmware does | the link dies; the gateway's recovery ladder (reset, power cycle, quarantine) takes over |
 
 use core::time::Duration;
 
@@ -32,6 +33,7 @@ pub const COMMANDS: &[Command<Firmware>] = &[
     Command::new("crash", "- panic: the board resets", crash),
     Command::new("flood", "N - print N numbered lines", flood),
     Command::new("uptime", "- milliseconds since boot", uptime),
+    Command::new("hang", "- wedge the firmware (until reset)", hang),
 ];
 
 /// A walking-ones pattern through a buffer on the stack: every bit of every
@@ -158,6 +160,15 @@ fn flood(cx: &mut Ctx<'_, Firmware>) -> Step {
         let st = cx.state();
         st[0] = line + 1;
         st[1] = 0;
+    }
+}
+
+/// `hang`: never returns, so the agent stops answering, even keepalives.
+/// Only a reset (the watchdog a real board would have, or the gateway's
+/// power cycle) brings the board back.
+fn hang(_: &mut Ctx<'_, Firmware>) -> Step {
+    loop {
+        core::hint::spin_loop();
     }
 }
 
