@@ -1,0 +1,87 @@
+//! What the board does when the firmware fails: report on USART2, reset.
+//!
+//! A board in a test farm must never hang silently. The panic handler and
+//! the fault handlers print one line of console text and reset the board
+//! through `SYSRESETREQ`. The gateway shows the line as console text (it is
+//! not a protocol frame) and notices the reset by the new boot id.
+//!
+//! The line is framed by `0x00` bytes, the protocol's frame delimiter: the
+//! leading one ends any frame the firmware was half-way through sending, so
+//! the text is not glued to it, and the trailing one hands the text to the
+//! gateway at once instead of after a quiet period.
+
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use corral_board_common::hex::u32_hex;
+use cortex_m_rt::{exception, ExceptionFrame};
+
+use crate::usart;
+
+/// Set by the first panic, so that a panic while reporting one (which should
+/// not happen: writing to USART2 cannot fail) resets at once instead
+/// of recursing.
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    cortex_m::interrupt::disable();
+    if PANICKING.swap(true, Ordering::Relaxed) {
+        crate::reset();
+    }
+    usart::ensure_tx_enabled();
+    usart::write_blocking(b"\0\r\npanicked");
+    if let Some(location) = info.location() {
+        usart::write_blocking(b" at ");
+        usart::write_blocking(location.file().as_bytes());
+        usart::write_blocking(b":");
+        let mut digits = [0u8; 10];
+        usart::write_blocking(decimal(location.line(), &mut digits));
+    }
+    // Only a message without arguments is printed. Formatting one would
+    // need `core::fmt`, and a handler that formats keeps every panic
+    // site's formatting code in the image: about a third of the flash.
+    // The location says where to look.
+    if let Some(message) = info.message().as_str() {
+        usart::write_blocking(b": ");
+        usart::write_blocking(message.as_bytes());
+    }
+    usart::write_blocking(b"\r\n\0");
+    crate::reset()
+}
+
+/// `n` in decimal, in the end of `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Prints `\0\r\n<what> <hex value>\r\n\0` and resets.
+fn report_and_reset(what: &[u8], value: u32) -> ! {
+    cortex_m::interrupt::disable();
+    usart::ensure_tx_enabled();
+    usart::write_blocking(b"\0\r\n");
+    usart::write_blocking(what);
+    usart::write_blocking(&u32_hex(value));
+    usart::write_blocking(b"\r\n\0");
+    crate::reset()
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    report_and_reset(b"hard fault, pc=0x", frame.pc())
+}
+
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    // `irqn` is the exception number minus 16: negative for core exceptions
+    // (e.g. -12 for a bus fault that was not escalated), else the interrupt.
+    report_and_reset(b"unexpected exception, irqn=0x", irqn as i32 as u32)
+}
