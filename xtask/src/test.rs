@@ -9,6 +9,13 @@ use std::time::Instant;
 /// Bare-metal targets the no_std crates and firmware build for.
 pub const TARGETS: &[&str] = &["thumbv7m-none-eabi", "riscv32imc-unknown-none-elf"];
 
+/// Boards and the directory (under `boards/`) and target of each: the
+/// emulated board CI runs, and the real ones it only builds.
+pub const BOARDS: &[(&str, &str)] = &[
+    ("qemu-lm3s6965", "thumbv7m-none-eabi"),
+    ("nucleo-f401re", "thumbv7em-none-eabihf"),
+];
+
 /// Debian packages the suites need, by the program they provide.
 pub const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
@@ -20,6 +27,7 @@ pub fn run(root: &Path) -> Result<()> {
     let t = Instant::now();
     step("set-up: rustup targets and Debian packages");
     ensure_targets(TARGETS)?;
+    ensure_targets(&BOARDS.iter().map(|(_, t)| *t).collect::<Vec<_>>())?;
     ensure_packages(PACKAGES)?;
 
     step("formatting");
@@ -71,6 +79,14 @@ pub fn run(root: &Path) -> Result<()> {
         "cargo",
         &["clippy", "--workspace", "--", "-D", "warnings"],
     )?;
+    for (board, _) in BOARDS {
+        // Each board lints for its own target (set in its .cargo/config.toml).
+        util::run(
+            &root.join("boards").join(board),
+            "cargo",
+            &["clippy", "--all-targets", "--", "-D", "warnings"],
+        )?;
+    }
     util::run(
         &root.join("boards"),
         "cargo",
@@ -109,11 +125,14 @@ pub fn run(root: &Path) -> Result<()> {
 /// Builds every board's release firmware once; the end-to-end suites use
 /// these images.
 pub fn build_firmware(root: &Path) -> Result<()> {
-    util::run(
-        &root.join("boards/qemu-lm3s6965"),
-        "cargo",
-        &["build", "--release"],
-    )
+    for (board, _) in BOARDS {
+        util::run(
+            &root.join("boards").join(board),
+            "cargo",
+            &["build", "--release"],
+        )?;
+    }
+    Ok(())
 }
 
 /// The emulated Cortex-M3 board's firmware image.
