@@ -743,6 +743,37 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushReply>, ApiError> {
+    let stream = body.into_data_stream().map(|r| r.map_err(io::Error::other));
+    let mut body = tokio_util::io::StreamReader::new(stream);
+    let r = push_body(&app, &name, &path, &h, &p, &headers, &mut body).await;
+    if r.is_err() {
+        // Read what the client is still sending before answering. A server
+        // that answers and closes with unread bytes in its socket makes the
+        // kernel reset the connection, and the client would only see
+        // "connection reset" instead of this error.
+        let rest = p.size.saturating_sub(p.offset);
+        let mut sink = tokio::io::sink();
+        let _ = tokio::time::timeout(
+            UPLOAD_DRAIN,
+            tokio::io::copy(&mut (&mut body).take(rest), &mut sink),
+        )
+        .await;
+    }
+    r.map(Json)
+}
+
+/// How long a failed upload keeps reading the rest of its body.
+const UPLOAD_DRAIN: Duration = Duration::from_secs(10);
+
+async fn push_body(
+    app: &AppState,
+    name: &str,
+    path: &str,
+    h: &Hold,
+    p: &PushParams,
+    headers: &HeaderMap,
+    body: &mut (impl AsyncRead + Unpin),
+) -> Result<PushReply, ApiError> {
     let sha = parse_sha256(&p.sha256)?;
     let mode = parse_mode(p.mode.as_deref())?;
     if p.offset > p.size {
@@ -764,12 +795,11 @@ async fn upload(
             )));
         }
     }
-    let held = hold(&app, &name, &h).await?;
+    let held = hold(app, name, h).await?;
     let client = held.client().await?;
-    let stream = body.into_data_stream().map(|r| r.map_err(io::Error::other));
     let mismatch = Arc::new(Mutex::new(None));
     let mut src = Upload {
-        body: tokio_util::io::StreamReader::new(stream),
+        body,
         pos: p.offset,
         mismatch: mismatch.clone(),
     };
@@ -778,7 +808,7 @@ async fn upload(
             &mut src,
             p.size,
             sha,
-            &path,
+            path,
             mode,
             &TransferOptions::default(),
             &mut |_| {},
@@ -803,11 +833,11 @@ async fn upload(
             "the body is longer than size - offset ({expected} bytes); the file was written with the first {expected}"
         )));
     }
-    Ok(Json(PushReply {
+    Ok(PushReply {
         resumed_from: out.resumed_from,
         sent: out.sent,
         size: p.size,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize)]
