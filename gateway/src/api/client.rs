@@ -151,7 +151,11 @@ impl ApiClient {
                     why: format!("not a usable URL: {e}"),
                 }
             } else {
-                ApiFailure::Broken(format!("talking to the gateway at {}: {e}", self.base))
+                ApiFailure::Broken(format!(
+                    "talking to the gateway at {}: {}",
+                    self.base,
+                    error_chain(&e)
+                ))
             }
         })?;
         if resp.status().is_success() {
@@ -408,6 +412,22 @@ impl ApiClient {
         self.json(self.req(reqwest::Method::POST, "/v1/jobs").json(body))
             .await
     }
+}
+
+/// An error and its causes, `outer: inner: innermost`: reqwest's own
+/// message ("error sending request") says nothing of why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
