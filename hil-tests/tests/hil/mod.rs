@@ -106,11 +106,23 @@ pub fn qemu_argv(sock: &Path) -> Vec<String> {
     ]
 }
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: SIGTERM first, so a gateway can
+/// power off the QEMU boards it started (a SIGKILL would orphan them), then
+/// SIGKILL if it is still there after a few seconds.
 pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
