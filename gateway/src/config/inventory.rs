@@ -19,6 +19,9 @@
 //! power_on = ["uhubctl", "-a", "on", "-l", "1-1", "-p", "2"]
 //! power_off = ["uhubctl", "-a", "off", "-l", "1-1", "-p", "2"]
 //! health_check = "jobs/health.toml"
+//! recover_after = "30s"              # the recovery ladder's windows (defaults shown)
+//! recovery_wait = "60s"
+//! health_check_every = "1m"
 //!
 //! [[device]]
 //! name = "rpi-1"
@@ -52,7 +55,17 @@
 //! inventory's directory as working directory. `idle_power_off_after` needs
 //! `power_on`, so that an idle device that was switched off can come back.
 //! `health_check` names a job file that must pass before a quarantined device
-//! takes work again; [`Inventory::load`] checks that it parses.
+//! takes work again; [`Inventory::load`] checks that it parses. Without one,
+//! a handshake and an answered ping are the health check.
+//!
+//! The recovery ladder (see `device::recovery`): a device that was connected
+//! (or that the gateway switched on) and has not answered for
+//! `recover_after` (default 30 s) gets a soft reset over the protocol if its
+//! link is up, then a power cycle if it has `power_on`, each followed by up to
+//! `recovery_wait` (default 60 s) for its handshake, and is quarantined with
+//! the reason when nothing helped. A quarantined device runs its health check
+//! whenever it connects again, and again every `health_check_every` (default
+//! one minute; a latent device is power-cycled for it) until one passes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +94,16 @@ pub const STANDARD_BAUD_RATES: &[u32] = &[
     460800, 500000, 576000, 921600, 1000000, 1152000, 1500000, 2000000, 2500000, 3000000, 3500000,
     4000000, 6000000, 12000000,
 ];
+
+/// How long a device may stay silent before the recovery ladder starts.
+pub const DEFAULT_RECOVER_AFTER: Duration = Duration::from_secs(30);
+
+/// How long the ladder waits for a handshake after a soft reset or a power
+/// cycle.
+pub const DEFAULT_RECOVERY_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a quarantined device's health check is tried again.
+pub const DEFAULT_HEALTH_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Longest device or gateway name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -125,6 +148,12 @@ pub struct Device {
     pub idle_power_off_after: Option<Duration>,
     /// A job file that must pass before a quarantined device returns to work.
     pub health_check: Option<PathBuf>,
+    /// Silence after which the recovery ladder starts.
+    pub recover_after: Duration,
+    /// Wait for the handshake after each rung of the ladder.
+    pub recovery_wait: Duration,
+    /// Interval between health checks of a quarantined device.
+    pub health_check_every: Duration,
 }
 
 /// How the gateway talks to a device.
@@ -313,6 +342,8 @@ pub enum DeviceField {
     IdlePowerOffAfter,
     /// `health_check`.
     HealthCheck,
+    /// `recover_after`, `recovery_wait` or `health_check_every`.
+    Recovery,
 }
 
 impl Inventory {
@@ -370,6 +401,11 @@ impl Inventory {
                     if o.health_check != d.health_check {
                         fields.push(DeviceField::HealthCheck);
                     }
+                    if (o.recover_after, o.recovery_wait, o.health_check_every)
+                        != (d.recover_after, d.recovery_wait, d.health_check_every)
+                    {
+                        fields.push(DeviceField::Recovery);
+                    }
                     if !fields.is_empty() {
                         diff.changed.push(DeviceChange {
                             name: d.name.clone(),
@@ -421,6 +457,9 @@ struct RawDevice {
     power_off: Option<Spanned<Vec<String>>>,
     idle_power_off_after: Option<Spanned<String>>,
     health_check: Option<Spanned<String>>,
+    recover_after: Option<Spanned<String>>,
+    recovery_wait: Option<Spanned<String>>,
+    health_check_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -691,6 +730,24 @@ fn validate_device(
         path
     });
 
+    let mut window = |field: &str, raw: Option<Spanned<String>>, default: Duration| {
+        let Some(t) = raw else { return default };
+        match diag::parse_duration(t.get_ref()) {
+            Ok(v) => v,
+            Err(why) => {
+                c.error(t.span(), format!("{ctx}: {field}: {why}"));
+                default
+            }
+        }
+    };
+    let recover_after = window("recover_after", d.recover_after, DEFAULT_RECOVER_AFTER);
+    let recovery_wait = window("recovery_wait", d.recovery_wait, DEFAULT_RECOVERY_WAIT);
+    let health_check_every = window(
+        "health_check_every",
+        d.health_check_every,
+        DEFAULT_HEALTH_CHECK_EVERY,
+    );
+
     if c.diagnostics.len() > errors_before {
         return None;
     }
@@ -702,6 +759,9 @@ fn validate_device(
         power_off,
         idle_power_off_after,
         health_check,
+        recover_after,
+        recovery_wait,
+        health_check_every,
     })
 }
 

@@ -154,7 +154,7 @@ fn unknown_key_names_device_table_and_suggests_the_right_one() {
     );
     assert_eq!(
         error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\n\n[[device]]\nname = \"b\"\nlabel = [\"x\"]\n"),
-        "/lab/gateway.toml:7:1: device \"b\": unknown field `label`, expected one of `name`, `labels`, `serial`, `tcp`, `unix`, `power_on`, `power_off`, `idle_power_off_after`, `health_check` (did you mean `labels`?)"
+        "/lab/gateway.toml:7:1: device \"b\": unknown field `label`, expected one of `name`, `labels`, `serial`, `tcp`, `unix`, `power_on`, `power_off`, `idle_power_off_after`, `health_check`, `recover_after`, `recovery_wait`, `health_check_every` (did you mean `labels`?)"
     );
     assert_eq!(
         error("[gateway]\nlisten = \"127.0.0.1:7700\"\ntoken = \"x\"\n"),
@@ -329,6 +329,32 @@ fn labels_power_and_durations() {
     assert_eq!(
         error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\nidle_power_off_after = \"5m\"\n"),
         "/lab/gateway.toml:4:24: device \"a\": idle_power_off_after: needs power_on, or the device could not be switched on again"
+    );
+}
+
+#[test]
+fn recovery_windows_default_and_are_validated() {
+    let inv = parse("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\n").unwrap();
+    let a = &inv.devices[0];
+    assert_eq!(a.recover_after, Duration::from_secs(30));
+    assert_eq!(a.recovery_wait, Duration::from_secs(60));
+    assert_eq!(a.health_check_every, Duration::from_secs(60));
+    let inv = parse("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\nrecover_after = \"2s\"\nrecovery_wait = \"500ms\"\nhealth_check_every = \"5m\"\n").unwrap();
+    let a = &inv.devices[0];
+    assert_eq!(a.recover_after, Duration::from_secs(2));
+    assert_eq!(a.recovery_wait, Duration::from_millis(500));
+    assert_eq!(a.health_check_every, Duration::from_secs(300));
+    assert_eq!(
+        error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\nrecover_after = \"soon\"\n"),
+        "/lab/gateway.toml:4:17: device \"a\": recover_after: \"soon\" is not a duration (expected number at 0); write e.g. \"90s\", \"5m\" or \"1h 30m\""
+    );
+    assert_eq!(
+        error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\nrecovery_wait = \"0s\"\n"),
+        "/lab/gateway.toml:4:17: device \"a\": recovery_wait: \"0s\" is zero; give a positive duration"
+    );
+    assert_eq!(
+        error("[[device]]\nname = \"a\"\nserial = { path = \"/dev/x\" }\nrecover_afer = \"1s\"\n"),
+        "/lab/gateway.toml:4:1: device \"a\": unknown field `recover_afer`, expected one of `name`, `labels`, `serial`, `tcp`, `unix`, `power_on`, `power_off`, `idle_power_off_after`, `health_check`, `recover_after`, `recovery_wait`, `health_check_every` (did you mean `recover_after`?)"
     );
 }
 
