@@ -350,7 +350,7 @@ impl Gateway {
                 );
             }
         }
-        let counters: [CounterMetric; 6] = [
+        let counters: [CounterMetric; 9] = [
             (
                 "corral_device_reconnects_total",
                 "Link reopened after the first connection.",
@@ -380,6 +380,21 @@ impl Gateway {
                 "corral_device_unresponsive_total",
                 "Times a device stopped answering.",
                 |c| c.unresponsive,
+            ),
+            (
+                "corral_device_soft_resets_total",
+                "Soft resets sent by the recovery ladder.",
+                |c| c.soft_resets,
+            ),
+            (
+                "corral_device_power_cycles_total",
+                "Power cycles run by the recovery ladder.",
+                |c| c.power_cycles,
+            ),
+            (
+                "corral_device_quarantines_total",
+                "Times a device was quarantined.",
+                |c| c.quarantines,
             ),
         ];
         for (name, help, get) in counters {

@@ -268,6 +268,15 @@ async fn run_step(
         }
         Action::WaitForConsole(_) => unreachable!("handled above"),
     }
+    // The device took a request and never answered: let its task check
+    // whether it still answers at all (and recover it if not).
+    if let Outcome::Error {
+        kind: ErrorKind::LinkTimeout,
+        message,
+    } = &result.outcome
+    {
+        device.report_unanswered(&format!("step {} ({}): {message}", step.number, step.name));
+    }
     result.duration = t.elapsed();
     result
 }

@@ -358,10 +358,11 @@ impl Held {
     }
 }
 
-async fn hold(app: &App, name: &str, h: &Hold) -> Result<Held, ApiError> {
-    let device = app.gateway.device(name)?;
-    if device.status().state == DeviceState::Quarantined {
-        let s = device.status();
+/// A quarantined device takes no work: `device_unavailable` (503) with the
+/// reason.
+fn refuse_quarantined(device: &Device) -> Result<(), ApiError> {
+    let s = device.status();
+    if s.state == DeviceState::Quarantined {
         return Err(DeviceError::Unavailable {
             name: s.name,
             state: s.state,
@@ -369,6 +370,12 @@ async fn hold(app: &App, name: &str, h: &Hold) -> Result<Held, ApiError> {
         }
         .into());
     }
+    Ok(())
+}
+
+async fn hold(app: &App, name: &str, h: &Hold) -> Result<Held, ApiError> {
+    let device = app.gateway.device(name)?;
+    refuse_quarantined(&device)?;
     let lease = match h.lease {
         Some(id) => {
             let slot = device.lease();
@@ -495,7 +502,7 @@ async fn exec(
     // that stays silent well past it.
     let mut silence = timeout.map_or(Duration::from_secs(7 * 24 * 3600), |t| t + EXIT_GRACE);
     tokio::spawn(async move {
-        let _held = held;
+        let held = held;
         let _registered = registered;
         let mut cancelled = false;
         loop {
@@ -530,10 +537,20 @@ async fn exec(
                     data: B64.encode(d),
                 },
                 Step::Event(Some(Ok(ExecEvent::Exit(info)))) => exit_line(&info),
-                Step::Event(Some(Err(e))) => ExecLine::Error {
-                    infrastructure: e.is_infrastructure(),
-                    message: e.to_string(),
-                },
+                Step::Event(Some(Err(e))) => {
+                    if let ClientError::Timeout(_) = e {
+                        let what = if cancelled {
+                            "a cancelled command's exit report never came"
+                        } else {
+                            "a command's exit report never came"
+                        };
+                        held.device.report_unanswered(what);
+                    }
+                    ExecLine::Error {
+                        infrastructure: e.is_infrastructure(),
+                        message: e.to_string(),
+                    }
+                }
             };
             let last = matches!(line, ExecLine::Exit { .. } | ExecLine::Error { .. });
             // A caller that left gets nothing more; the loop still drains
@@ -1118,6 +1135,7 @@ async fn lease_take(
         ));
     }
     let device = app.gateway.device(&name)?;
+    refuse_quarantined(&device)?;
     let wait = (b.wait_ms > 0).then(|| Duration::from_millis(b.wait_ms));
     let ttl = Duration::from_millis(b.ttl_ms.max(1000));
     let lease = device.lease().acquire(&b.holder, ttl, wait).await?;

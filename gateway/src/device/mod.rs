@@ -9,6 +9,7 @@
 
 mod connect;
 mod power;
+pub(crate) mod recovery;
 pub mod task;
 
 use crate::config::inventory;
@@ -75,6 +76,12 @@ pub struct Counters {
     pub timeouts: u64,
     /// Times the device stopped answering.
     pub unresponsive: u64,
+    /// Soft resets the recovery ladder sent.
+    pub soft_resets: u64,
+    /// Power cycles the recovery ladder ran.
+    pub power_cycles: u64,
+    /// Times the device was quarantined.
+    pub quarantines: u64,
 }
 
 /// The device's identity as reported by its agent.
@@ -173,6 +180,10 @@ pub(crate) enum Command {
     Quarantine(String),
     /// Back to work.
     Release,
+    /// A request to the device went unanswered while its link was up.
+    Unanswered(String),
+    /// The health check of a quarantined device ended: what it showed.
+    HealthChecked(Result<String, String>),
 }
 
 pub(crate) struct Shared {
@@ -285,6 +296,17 @@ impl Device {
     /// Returns a quarantined device to service.
     pub fn release(&self) {
         let _ = self.shared.commands.send(Command::Release);
+    }
+
+    /// Tells the device's task that a request to it went unanswered (a
+    /// command's exit report or a cancel that never came, a request that
+    /// timed out). If the link is up and a ping goes unanswered too, the
+    /// recovery ladder starts; otherwise nothing happens.
+    pub fn report_unanswered(&self, what: &str) {
+        let _ = self
+            .shared
+            .commands
+            .send(Command::Unanswered(what.to_string()));
     }
 
     pub(crate) fn reconfigure(&self, cfg: inventory::Device) {

@@ -60,19 +60,26 @@ impl Powered {
     pub(crate) async fn power_off(mut self, device: &str, cmd: Option<&Command>) {
         tracing::info!(device, "powering off");
         if let Some(cmd) = cmd {
-            let r = tokio::process::Command::new(&cmd.argv[0])
-                .args(&cmd.argv[1..])
-                .current_dir(&cmd.cwd)
-                .stdin(Stdio::null())
-                .status()
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(device, error = %e, "power_off failed");
-            }
+            run_power_off(device, cmd).await;
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
+    }
+}
+
+/// Runs a `power_off` command, logging a failure.
+pub(crate) async fn run_power_off(device: &str, cmd: &Command) {
+    let r = tokio::process::Command::new(&cmd.argv[0])
+        .args(&cmd.argv[1..])
+        .current_dir(&cmd.cwd)
+        .stdin(Stdio::null())
+        .status()
+        .await;
+    match r {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!(device, status = %s, "power_off failed"),
+        Err(e) => tracing::warn!(device, error = %e, "power_off failed"),
     }
 }

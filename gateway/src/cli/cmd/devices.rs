@@ -9,8 +9,10 @@ use serde_json::Value;
 /// state.
 ///
 /// States: offline (unreachable), connecting, idle, busy (leased),
-/// quarantined (taking no work until a health check passes), powered_off (a
-/// latent device the gateway switches on when needed).
+/// quarantined (it stopped answering and neither a soft reset nor a power
+/// cycle brought it back; it takes no work until its health check passes),
+/// powered_off (a latent device the gateway switches on when needed). While
+/// the gateway recovers a device, the reason says which rung it is on.
 #[derive(clap::Args, Debug)]
 #[command(after_help = crate::exit_codes!())]
 pub struct Cmd {
