@@ -59,11 +59,12 @@
 //! a handshake and an answered ping are the health check.
 //!
 //! The recovery ladder (see `device::recovery`): a device that was connected
-//! (or that the gateway switched on) and has not answered for
-//! `recover_after` (default 30 s) gets a soft reset over the protocol if its
-//! link is up, then a power cycle if it has `power_on`, each followed by up to
-//! `recovery_wait` (default 60 s) for its handshake, and is quarantined with
-//! the reason when nothing helped. A quarantined device runs its health check
+//! and has not answered for `recover_after` (default 30 s) gets a soft reset
+//! over the protocol if its link is up, then a power cycle if it has
+//! `power_on`, each followed by up to `recovery_wait` (default 60 s) for its
+//! handshake, and is quarantined with the reason when nothing helped. A
+//! latent device also gets `recovery_wait` for its handshake after every
+//! power-on, so set it above the device's boot time. A quarantined device runs its health check
 //! whenever it connects again, and again every `health_check_every` (default
 //! one minute; a latent device is power-cycled for it) until one passes.
 
