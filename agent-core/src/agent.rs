@@ -415,7 +415,7 @@ fn send_reply<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize>(
     // Room was checked before the request was taken (REPLY_RESERVE), so this
     // only fails if the session was lost meanwhile, and then nobody waits
     // for the reply.
-    let _ = link.send_message(&Envelope::new(id, body));
+    let _ = wire::send(link, &Envelope::new(id, body));
 }
 
 const NO_REQUEST: Reply = Reply::Error(
@@ -428,7 +428,7 @@ impl<P: Platform, const SLOTS: usize, const ARGV: usize, const OUT: usize>
 {
     /// Handles one message; returns the immediate reply, if any.
     fn on_message(&mut self, now: Instant, bytes: &[u8]) -> Option<(u32, Reply)> {
-        let env = match Envelope::decode(bytes) {
+        let env = match Envelope::decode_kinds::<{ wire::RECEIVED_KINDS }>(bytes) {
             Ok(env) => env,
             Err(DecodeError::UnknownKind { id, kind }) => {
                 return Some((id, Reply::Unsupported(kind)))
@@ -974,10 +974,7 @@ fn flush_output<
         stream: slot.os.stream,
         data: &slot.out[..n],
     };
-    if link
-        .send_message(&Envelope::new(slot.id, Body::Output(output)))
-        .is_ok()
-    {
+    if wire::send(link, &Envelope::new(slot.id, Body::Output(output))) {
         slot.out.copy_within(n..len, 0);
         slot.os.len = (len - n) as u16;
         slot.os.stalled = false;

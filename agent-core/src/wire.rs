@@ -23,9 +23,73 @@ pub(crate) const KIND_STDIN: u32 = 6;
 /// Wire kind of `Body::Data`.
 pub(crate) const KIND_DATA: u32 = 18;
 
+/// The kinds the agent decodes ([`Envelope::decode_kinds`]): the requests it
+/// handles, and the replies it takes no action on (which must not draw an
+/// `Unsupported` back). Everything else (`Stdin`, `Attach`, and what only a
+/// device sends) is answered with `Unsupported` without being decoded, so
+/// the firmware carries no decoder for it.
+pub(crate) const RECEIVED_KINDS: u32 = kinds(&[
+    0, // Hello
+    2, // Ping
+    3, // Pong
+    KIND_EXEC, 10, // Cancel
+    11, // Credit
+    13, // PutOpen
+    15, // Write
+    16, // Commit
+    17, // Get
+    19, // Stat
+    21, // List
+    23, // Remove
+    24, // Hash
+    26, // Reset
+    28, // Ok
+    29, // Error
+    30, // Unsupported
+]);
+
+/// The kinds the agent sends through [`send`] and [`queue`]
+/// ([`Envelope::encode_kinds`]); `Data` and `DeviceInfo` are written in
+/// place by [`data`] and [`device_info`]. Only these encoders are built in.
+pub(crate) const SENT_KINDS: u32 = kinds(&[
+    3,  // Pong
+    5,  // Started
+    8,  // Output
+    9,  // Exit
+    11, // Credit
+    14, // PutReady
+    20, // StatReply
+    22, // Entry
+    25, // HashReply
+    27, // Log
+    28, // Ok
+    29, // Error
+    30, // Unsupported
+]);
+
+/// A kind mask with the bits of `list` set.
+const fn kinds(list: &[u32]) -> u32 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < list.len() {
+        mask |= 1 << list[i];
+        i += 1;
+    }
+    mask
+}
+
 /// Worst-case bytes of a `Data` message besides its data: request id (5),
 /// kind (1), offset (10), length (3).
 pub(crate) const DATA_OVERHEAD: usize = 19;
+
+/// Queues `env`; false if it does not fit (nothing is queued).
+pub(crate) fn send<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize>(
+    link: &mut Link<B, S>,
+    env: &Envelope<'_>,
+) -> bool {
+    link.send_with(|buf| env.encode_kinds::<SENT_KINDS>(buf))
+        .is_ok()
+}
 
 /// Queues `env` if it fits while leaving `headroom` bytes of the send
 /// buffer free. False if it does not fit now (nothing is queued).
@@ -39,7 +103,7 @@ pub(crate) fn queue<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize>(
     };
     link.send_with(|buf| {
         let room = room.min(buf.len());
-        env.encode(&mut buf[..room])
+        env.encode_kinds::<SENT_KINDS>(&mut buf[..room])
     })
     .is_ok()
 }
@@ -127,6 +191,137 @@ mod tests {
             token: 0,
         });
         assert_eq!(exec.kind(), KIND_EXEC);
+    }
+
+    #[test]
+    fn received_kinds_are_the_handled_requests_and_ignored_replies() {
+        use corral_protocol::message::{ErrorCode, ErrorReply, FileHash, Get, HostHello, PutOpen};
+        let exec = ExecRequest {
+            argv: StrList::EMPTY,
+            env: StrList::EMPTY,
+            cwd: "",
+            timeout_ms: 0,
+            stdin: false,
+            credit: 0,
+            token: 0,
+        };
+        let received = [
+            Body::Hello(HostHello {
+                name: "",
+                software: "",
+            }),
+            Body::Ping(0),
+            Body::Pong(0),
+            Body::Exec(exec),
+            Body::Cancel,
+            Body::Credit(0),
+            Body::PutOpen(PutOpen {
+                path: "",
+                size: 0,
+                sha256: [0; 32],
+                mode: 0,
+            }),
+            Body::Write(corral_protocol::message::Write {
+                offset: 0,
+                data: &[],
+            }),
+            Body::Commit,
+            Body::Get(Get {
+                path: "",
+                offset: 0,
+                credit: 0,
+            }),
+            Body::Stat(""),
+            Body::List(""),
+            Body::Remove(""),
+            Body::Hash(""),
+            Body::Reset,
+            Body::Ok,
+            Body::Error(ErrorReply {
+                code: ErrorCode::IO,
+                message: "",
+            }),
+            Body::Unsupported(0),
+        ];
+        let mask = received.iter().fold(0, |m, b| m | 1 << b.kind());
+        assert_eq!(RECEIVED_KINDS, mask);
+        // A kind outside the mask is reported unknown, so it gets
+        // `Unsupported`, as before.
+        let mut buf = [0u8; 64];
+        let hash = Body::HashReply(FileHash {
+            size: 1,
+            sha256: [0; 32],
+        });
+        let n = Envelope::new(9, hash).encode(&mut buf).unwrap();
+        assert_eq!(
+            Envelope::decode_kinds::<RECEIVED_KINDS>(&buf[..n]),
+            Err(corral_protocol::message::DecodeError::UnknownKind {
+                id: 9,
+                kind: hash.kind()
+            })
+        );
+        for body in received {
+            let n = Envelope::new(9, body).encode(&mut buf).unwrap();
+            let env = Envelope::decode_kinds::<RECEIVED_KINDS>(&buf[..n]).unwrap();
+            assert_eq!(env.body, body);
+        }
+    }
+
+    #[test]
+    fn sent_kinds_are_what_the_agent_sends() {
+        use corral_protocol::message::{
+            ErrorCode, ErrorReply, ExitReason, ExitReport, FileHash, FileKind, FileStat, LogLevel,
+            LogLine, Output, PutReady, Started, Stream,
+        };
+        let stat = FileStat {
+            kind: FileKind::File,
+            size: 1,
+            mode: 0o644,
+            mtime: 0,
+        };
+        let sent = [
+            Body::Pong(1),
+            Body::Started(Started { pid: 0 }),
+            Body::Output(Output {
+                stream: Stream::Stdout,
+                data: b"x",
+            }),
+            Body::Exit(ExitReport {
+                reason: ExitReason::Exited,
+                code: 0,
+                signal: 0,
+                duration_ms: 1,
+                output_dropped: 0,
+                detail: "",
+            }),
+            Body::Credit(1),
+            Body::PutReady(PutReady { have: 0, credit: 1 }),
+            Body::StatReply(stat),
+            Body::Entry(corral_protocol::message::DirEntry { name: "f", stat }),
+            Body::HashReply(FileHash {
+                size: 1,
+                sha256: [1; 32],
+            }),
+            Body::Log(LogLine {
+                level: LogLevel::INFO,
+                text: "hi",
+            }),
+            Body::Ok,
+            Body::Error(ErrorReply {
+                code: ErrorCode::IO,
+                message: "e",
+            }),
+            Body::Unsupported(6),
+        ];
+        let mask = sent.iter().fold(0, |m, b| m | 1 << b.kind());
+        assert_eq!(SENT_KINDS, mask);
+        for body in sent {
+            let env = Envelope::new(3, body);
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+            let n = env.encode_kinds::<SENT_KINDS>(&mut a).unwrap();
+            assert_eq!(Some(n), env.encode(&mut b));
+            assert_eq!(a[..n], b[..n]);
+        }
     }
 
     #[test]

@@ -225,6 +225,12 @@ proptest! {
         let env = Envelope::new(r.id, body(&r));
         let bytes = encode(&env);
         prop_assert_eq!(Envelope::decode(&bytes), Ok(env));
+        // The per-kind encoder and decoder agree with serde's derived
+        // (de)serialization of the whole envelope.
+        let mut derived = vec![0u8; bytes.len() + 64];
+        let derived = postcard::to_slice(&env, &mut derived).unwrap();
+        prop_assert_eq!(&*derived, &bytes[..]);
+        prop_assert_eq!(postcard::from_bytes::<Envelope<'_>>(&bytes).unwrap(), env);
         let (id, rest) = postcard::take_from_bytes::<u32>(&bytes).unwrap();
         let (kind, _) = postcard::take_from_bytes::<u32>(rest).unwrap();
         prop_assert_eq!((id, kind), (r.id, r.kind));
