@@ -46,10 +46,11 @@ impl Instant {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    // Out of line for the same reason as `micros`.
+    #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
-        let add = u64::try_from(rhs.as_micros()).unwrap_or(u64::MAX);
         Instant {
-            micros: self.micros.saturating_add(add),
+            micros: self.micros.saturating_add(micros(rhs)),
         }
     }
 }
@@ -73,8 +74,17 @@ impl fmt::Debug for Instant {
 }
 
 /// Converts a duration to whole microseconds, saturating.
+///
+/// The same as `u64::try_from(d.as_micros()).unwrap_or(u64::MAX)` without
+/// its `u128` arithmetic, which a 32-bit MCU does in software (several
+/// hundred bytes of flash at every inlined use). Kept out of line: even
+/// the 64-bit multiply is a dozen instructions on such an MCU, and time
+/// arithmetic is everywhere in the link.
+#[inline(never)]
 pub(crate) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }
 
 /// The earlier of two optional deadlines.
@@ -83,5 +93,35 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_saturates_like_the_u128_conversion() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_nanos(1_999),
+            Duration::new(3, 999_999_999),
+            Duration::from_micros(u64::MAX),
+            Duration::new(u64::MAX / 1_000_000, 551_615_999),
+            Duration::new(u64::MAX / 1_000_000, 551_616_000),
+            Duration::new(u64::MAX / 1_000_000 + 1, 0),
+            Duration::MAX,
+        ] {
+            assert_eq!(
+                micros(d),
+                u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            Instant::from_micros(5) + Duration::from_millis(2),
+            Instant::from_micros(2005)
+        );
     }
 }
