@@ -63,7 +63,12 @@ impl RttEstimator {
         let base = if self.srtt == 0 {
             self.rto_initial
         } else {
-            (self.srtt + (4 * self.rttvar).max(1000)).clamp(self.rto_min, self.rto_max)
+            // Not `clamp`: it panics if min > max (a configuration nobody
+            // checks), and its panic message keeps `u64`'s `Debug` in
+            // firmware.
+            (self.srtt + (4 * self.rttvar).max(1000))
+                .max(self.rto_min)
+                .min(self.rto_max)
         };
         let backed = base.saturating_mul(1u64 << self.backoff.min(16));
         Duration::from_micros(backed.min(self.rto_max.max(self.rto_initial)))

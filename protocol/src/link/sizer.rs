@@ -73,7 +73,9 @@ impl SegmentSizer {
         let best = (OVERHEAD * self.sent_bytes.max(1))
             .checked_div(self.lost)
             .map_or(u64::from(self.max), isqrt);
-        self.current = best.clamp(u64::from(self.min), u64::from(self.max)) as u16;
+        // Not `clamp`, which panics if min > max (here when max is 0) and
+        // keeps `u64`'s `Debug` in firmware for its message.
+        self.current = best.max(u64::from(self.min)).min(u64::from(self.max)) as u16;
     }
 }
 
