@@ -49,12 +49,30 @@ impl fmt::Display for WireError {
     }
 }
 
+// The field accessors below never panic: callers check lengths first, and
+// where the optimizer cannot see that (variable offsets), a panicking
+// index would keep a bounds check, its panic location and message in
+// firmware for every field. Out of range reads 0 and writes nothing.
+
+/// The little-endian `u16` at `at`.
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+    b.get(at..at + 2)
+        .and_then(|f| f.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
 
+/// The little-endian `u32` at `at`.
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    b.get(at..at + 4)
+        .and_then(|f| f.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// Writes `bytes` at `at`.
+fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(field) = b.get_mut(at..at + bytes.len()) {
+        field.copy_from_slice(bytes);
+    }
 }
 
 /// A protocol version. Peers with different `major` cannot talk; `minor`
@@ -157,17 +175,13 @@ impl HelloRepr {
         b[hello::VERSION_MAJOR] = self.version.major;
         b[hello::VERSION_MINOR] = self.version.minor;
         b[hello::FLAGS] = self.flags;
-        b[hello::SCHEMA_HASH..hello::SCHEMA_HASH + 4]
-            .copy_from_slice(&self.schema_hash.to_le_bytes());
-        b[hello::FEATURES..hello::FEATURES + 4].copy_from_slice(&self.features.to_le_bytes());
-        b[hello::SESSION..hello::SESSION + 4].copy_from_slice(&self.session.to_le_bytes());
-        b[hello::PEER_SESSION..hello::PEER_SESSION + 4]
-            .copy_from_slice(&self.peer_session.to_le_bytes());
-        b[hello::MAX_SEGMENT..hello::MAX_SEGMENT + 2]
-            .copy_from_slice(&self.max_segment.to_le_bytes());
-        b[hello::WINDOW..hello::WINDOW + 4].copy_from_slice(&self.window.to_le_bytes());
-        b[hello::MAX_MESSAGE..hello::MAX_MESSAGE + 2]
-            .copy_from_slice(&self.max_message.to_le_bytes());
+        put(b, hello::SCHEMA_HASH, &self.schema_hash.to_le_bytes());
+        put(b, hello::FEATURES, &self.features.to_le_bytes());
+        put(b, hello::SESSION, &self.session.to_le_bytes());
+        put(b, hello::PEER_SESSION, &self.peer_session.to_le_bytes());
+        put(b, hello::MAX_SEGMENT, &self.max_segment.to_le_bytes());
+        put(b, hello::WINDOW, &self.window.to_le_bytes());
+        put(b, hello::MAX_MESSAGE, &self.max_message.to_le_bytes());
     }
 }
 
@@ -274,13 +288,11 @@ impl RejectRepr {
     pub fn emit(&self, b: &mut [u8; reject::LEN]) {
         b[reject::KIND] = KIND_REJECT;
         b[reject::REASON] = self.reason.to_u8();
-        b[reject::SESSION..reject::SESSION + 4].copy_from_slice(&self.session.to_le_bytes());
-        b[reject::PEER_SESSION..reject::PEER_SESSION + 4]
-            .copy_from_slice(&self.peer_session.to_le_bytes());
+        put(b, reject::SESSION, &self.session.to_le_bytes());
+        put(b, reject::PEER_SESSION, &self.peer_session.to_le_bytes());
         b[reject::VERSION_MAJOR] = self.version.major;
         b[reject::VERSION_MINOR] = self.version.minor;
-        b[reject::SCHEMA_HASH..reject::SCHEMA_HASH + 4]
-            .copy_from_slice(&self.schema_hash.to_le_bytes());
+        put(b, reject::SCHEMA_HASH, &self.schema_hash.to_le_bytes());
     }
 }
 
@@ -372,11 +384,11 @@ impl SegRepr {
             at += 8;
         }
         repr.sack_count = (flags & SEG_SACK_MASK) >> SEG_SACK_SHIFT;
-        for i in 0..usize::from(repr.sack_count) {
+        for sack in repr.sacks.iter_mut().take(usize::from(repr.sack_count)) {
             if b.len() < at + 8 {
                 return Err(WireError::Truncated);
             }
-            repr.sacks[i] = (u32_at(b, at), u32_at(b, at + 4));
+            *sack = (u32_at(b, at), u32_at(b, at + 4));
             at += 8;
         }
         if flags & SEG_DATA != 0 {
@@ -386,7 +398,7 @@ impl SegRepr {
             repr.seq = Some(u32_at(b, at));
             at += 4;
         }
-        Ok((repr, &b[at..]))
+        Ok((repr, b.get(at..).unwrap_or_default()))
     }
 
     /// Length of the header [`emit`](Self::emit) writes.
@@ -414,17 +426,17 @@ impl SegRepr {
         b[2] = flags;
         let mut at = 3;
         if let Some(ack) = self.ack {
-            b[at..at + 4].copy_from_slice(&ack.ack.to_le_bytes());
-            b[at + 4..at + 8].copy_from_slice(&ack.window.to_le_bytes());
+            put(b, at, &ack.ack.to_le_bytes());
+            put(b, at + 4, &ack.window.to_le_bytes());
             at += 8;
         }
-        for &(s, e) in &self.sacks[..usize::from(count)] {
-            b[at..at + 4].copy_from_slice(&s.to_le_bytes());
-            b[at + 4..at + 8].copy_from_slice(&e.to_le_bytes());
+        for &(s, e) in self.sacks.iter().take(usize::from(count)) {
+            put(b, at, &s.to_le_bytes());
+            put(b, at + 4, &e.to_le_bytes());
             at += 8;
         }
         if let Some(seq) = self.seq {
-            b[at..at + 4].copy_from_slice(&seq.to_le_bytes());
+            put(b, at, &seq.to_le_bytes());
             at += 4;
         }
         at
