@@ -15,6 +15,9 @@ pub(crate) fn encode(parts: &[&[u8]], tail: &[u8], out: &mut [u8]) -> Option<usi
     if out.len() < total + total / 254 + 1 {
         return None;
     }
+    // Indexing below goes through `get`/`?`: the length check above makes
+    // every access valid, and `?` costs the same as a bounds check without
+    // keeping a panic location and message in firmware for each.
     let mut code_at = 0usize;
     let mut pos = 1usize;
     let mut run = 0usize;
@@ -31,24 +34,24 @@ pub(crate) fn encode(parts: &[&[u8]], tail: &[u8], out: &mut [u8]) -> Option<usi
                 open = true;
             }
             let limit = (254 - run).min(rest.len());
-            let window = &rest[..limit];
+            let window = rest.get(..limit)?;
             match window.iter().position(|&b| b == 0) {
                 Some(z) => {
-                    out[pos..pos + z].copy_from_slice(&window[..z]);
+                    copy(out, pos, window.get(..z)?)?;
                     pos += z;
-                    out[code_at] = (run + z + 1) as u8;
+                    *out.get_mut(code_at)? = (run + z + 1) as u8;
                     code_at = pos;
                     pos += 1;
                     run = 0;
-                    rest = &rest[z + 1..];
+                    rest = rest.get(z + 1..)?;
                 }
                 None => {
-                    out[pos..pos + limit].copy_from_slice(window);
+                    copy(out, pos, window)?;
                     pos += limit;
                     run += limit;
-                    rest = &rest[limit..];
+                    rest = rest.get(limit..)?;
                     if run == 254 {
-                        out[code_at] = 0xff;
+                        *out.get_mut(code_at)? = 0xff;
                         open = false;
                     }
                 }
@@ -56,9 +59,17 @@ pub(crate) fn encode(parts: &[&[u8]], tail: &[u8], out: &mut [u8]) -> Option<usi
         }
     }
     if open {
-        out[code_at] = (run + 1) as u8;
+        *out.get_mut(code_at)? = (run + 1) as u8;
     }
     Some(pos)
+}
+
+/// Copies `src` into `out` at `at`; `None` if it does not fit.
+fn copy(out: &mut [u8], at: usize, src: &[u8]) -> Option<()> {
+    out.get_mut(at..)?
+        .get_mut(..src.len())?
+        .copy_from_slice(src);
+    Some(())
 }
 
 /// Decodes a chunk (without its delimiter) in place. Returns the decoded
@@ -77,11 +88,15 @@ pub(crate) fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
         if src + len > n {
             return None;
         }
-        buf.copy_within(src..src + len, dst);
+        // The run moves down from `src` to `dst` (never up: each block's
+        // code byte is dropped). Taking the part of `buf` from `dst` to the
+        // run's end lets the compiler see that the copy is in bounds.
+        let span = buf.get_mut(dst..src + len)?;
+        span.copy_within(src - dst.., 0);
         dst += len;
         src += len;
         if code != 0xff && src < n {
-            buf[dst] = 0;
+            *buf.get_mut(dst)? = 0;
             dst += 1;
         }
     }

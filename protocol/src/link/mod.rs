@@ -1047,7 +1047,13 @@ impl<const S: usize> Core<S> {
                 self.stats.timeouts += 1;
             }
         }
-        let wait = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto()) + self.rtt.reorder_window();
+        // Saturating, like all time arithmetic here: `+` on durations
+        // panics on overflow (and keeps its message in firmware).
+        let wait = self
+            .rtt
+            .srtt()
+            .unwrap_or_else(|| self.rtt.rto())
+            .saturating_add(self.rtt.reorder_window());
         let (lost, next) = self.tx.detect_losses(now, wait);
         self.sizer.on_lost(lost);
         self.rack_deadline = next;
@@ -1102,7 +1108,7 @@ impl<const S: usize> Core<S> {
             self.hello_reply = false;
             if self.state != State::Established {
                 let every = if self.state == State::Failed {
-                    cfg.hello_interval * 8
+                    cfg.hello_interval.saturating_mul(8)
                 } else {
                     cfg.hello_interval
                 };
