@@ -23,6 +23,8 @@
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{Reader, Wire, Writer};
+
 /// A list of strings carried as one string, each item terminated by `\0`
 /// (the way `execve` sees argv): `"ls\0-l\0"`. Zero-copy and needs no
 /// allocation to decode.
@@ -482,17 +484,10 @@ pub const BODY_KINDS: u32 = 31;
 /// Every kind, as a mask for [`Envelope::decode_kinds`].
 pub const ALL_KINDS: u32 = (1 << BODY_KINDS) - 1;
 
-/// One variant's content, as postcard encodes it after the kind.
-fn content<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
-    postcard::take_from_bytes::<T>(payload).ok().map(|(v, _)| v)
-}
-
-/// Encodes a message from its parts: request id, kind and the variant's
-/// content.
-fn put<T: Serialize + ?Sized>(id: u32, kind: u32, content: &T, buf: &mut [u8]) -> Option<usize> {
-    postcard::to_slice(&(id, kind, content), buf)
-        .ok()
-        .map(|s| s.len())
+/// A kind and its content, as `encode_kinds` writes them.
+fn put<'a, T: Wire<'a>>(w: &mut Writer<'_>, kind: u32, content: &T) -> Option<()> {
+    kind.write(w)?;
+    content.write(w)
 }
 
 /// One message: a request id and what it says.
@@ -549,114 +544,124 @@ impl<'a> Envelope<'a> {
 
     /// Encodes into `buf`; returns the length, `None` if it does not fit.
     pub fn encode(&self, buf: &mut [u8]) -> Option<usize> {
-        self.encode_kinds::<ALL_KINDS>(buf)
+        postcard::to_slice(self, buf).ok().map(|s| s.len())
     }
 
     /// Encodes into `buf` if the kind is in `KINDS` (bit `k` set: encode kind
     /// `k`); returns the length, `None` if it does not fit or the kind is
-    /// not in `KINDS`.
+    /// not in `KINDS`. The same bytes as [`Envelope::encode`].
     ///
-    /// For firmware, as [`Envelope::decode_kinds`]: only the encoders of the
-    /// kinds in `KINDS` are built in. [`Envelope::encode`] is this with
-    /// every kind.
+    /// For firmware: it uses the crate's own small postcard encoder instead
+    /// of serde's, and only the encoders of the kinds in `KINDS` are built
+    /// in (with [`Envelope::decode_kinds`], several KiB less flash on a
+    /// Cortex-M). [`ALL_KINDS`] takes every kind.
     pub fn encode_kinds<const KINDS: u32>(&self, buf: &mut [u8]) -> Option<usize> {
-        let id = self.id;
         let want = |k: u32| KINDS & (1 << k) != 0;
-        // The same bytes as serializing the envelope: postcard writes the
-        // request id, the variant index (the kind) and then the variant's
-        // content; a unit variant has none, as `()` has none.
+        let mut w = Writer::new(buf);
+        self.id.write(&mut w)?;
+        // Postcard writes an enum as its variant index (the wire kind) and
+        // then the variant's content; a unit variant has none, as `()` has
+        // none. The guards are constants: the arms of kinds not in `KINDS`
+        // are not compiled in.
+        let w = &mut w;
         match &self.body {
-            Body::Hello(c) if want(0) => put(id, 0, c, buf),
-            Body::DeviceInfo(c) if want(1) => put(id, 1, c, buf),
-            Body::Ping(c) if want(2) => put(id, 2, c, buf),
-            Body::Pong(c) if want(3) => put(id, 3, c, buf),
-            Body::Exec(c) if want(4) => put(id, 4, c, buf),
-            Body::Started(c) if want(5) => put(id, 5, c, buf),
-            Body::Stdin(c) if want(6) => put(id, 6, c, buf),
-            Body::StdinClose if want(7) => put(id, 7, &(), buf),
-            Body::Output(c) if want(8) => put(id, 8, c, buf),
-            Body::Exit(c) if want(9) => put(id, 9, c, buf),
-            Body::Cancel if want(10) => put(id, 10, &(), buf),
-            Body::Credit(c) if want(11) => put(id, 11, c, buf),
-            Body::Attach(c) if want(12) => put(id, 12, c, buf),
-            Body::PutOpen(c) if want(13) => put(id, 13, c, buf),
-            Body::PutReady(c) if want(14) => put(id, 14, c, buf),
-            Body::Write(c) if want(15) => put(id, 15, c, buf),
-            Body::Commit if want(16) => put(id, 16, &(), buf),
-            Body::Get(c) if want(17) => put(id, 17, c, buf),
-            Body::Data(c) if want(18) => put(id, 18, c, buf),
-            Body::Stat(c) if want(19) => put(id, 19, c, buf),
-            Body::StatReply(c) if want(20) => put(id, 20, c, buf),
-            Body::List(c) if want(21) => put(id, 21, c, buf),
-            Body::Entry(c) if want(22) => put(id, 22, c, buf),
-            Body::Remove(c) if want(23) => put(id, 23, c, buf),
-            Body::Hash(c) if want(24) => put(id, 24, c, buf),
-            Body::HashReply(c) if want(25) => put(id, 25, c, buf),
-            Body::Reset if want(26) => put(id, 26, &(), buf),
-            Body::Log(c) if want(27) => put(id, 27, c, buf),
-            Body::Ok if want(28) => put(id, 28, &(), buf),
-            Body::Error(c) if want(29) => put(id, 29, c, buf),
-            Body::Unsupported(c) if want(30) => put(id, 30, c, buf),
+            Body::Hello(c) if want(0) => put(w, 0, c),
+            Body::DeviceInfo(c) if want(1) => put(w, 1, c),
+            Body::Ping(c) if want(2) => put(w, 2, c),
+            Body::Pong(c) if want(3) => put(w, 3, c),
+            Body::Exec(c) if want(4) => put(w, 4, c),
+            Body::Started(c) if want(5) => put(w, 5, c),
+            Body::Stdin(c) if want(6) => put(w, 6, c),
+            Body::StdinClose if want(7) => put(w, 7, &()),
+            Body::Output(c) if want(8) => put(w, 8, c),
+            Body::Exit(c) if want(9) => put(w, 9, c),
+            Body::Cancel if want(10) => put(w, 10, &()),
+            Body::Credit(c) if want(11) => put(w, 11, c),
+            Body::Attach(c) if want(12) => put(w, 12, c),
+            Body::PutOpen(c) if want(13) => put(w, 13, c),
+            Body::PutReady(c) if want(14) => put(w, 14, c),
+            Body::Write(c) if want(15) => put(w, 15, c),
+            Body::Commit if want(16) => put(w, 16, &()),
+            Body::Get(c) if want(17) => put(w, 17, c),
+            Body::Data(c) if want(18) => put(w, 18, c),
+            Body::Stat(c) if want(19) => put(w, 19, c),
+            Body::StatReply(c) if want(20) => put(w, 20, c),
+            Body::List(c) if want(21) => put(w, 21, c),
+            Body::Entry(c) if want(22) => put(w, 22, c),
+            Body::Remove(c) if want(23) => put(w, 23, c),
+            Body::Hash(c) if want(24) => put(w, 24, c),
+            Body::HashReply(c) if want(25) => put(w, 25, c),
+            Body::Reset if want(26) => put(w, 26, &()),
+            Body::Log(c) if want(27) => put(w, 27, c),
+            Body::Ok if want(28) => put(w, 28, &()),
+            Body::Error(c) if want(29) => put(w, 29, c),
+            Body::Unsupported(c) if want(30) => put(w, 30, c),
             _ => None,
-        }
+        }?;
+        Some(w.len())
     }
 
     /// Decodes one message. Trailing bytes are ignored.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        Self::decode_kinds::<ALL_KINDS>(bytes)
+        let (id, rest) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Malformed)?;
+        let (kind, _) =
+            postcard::take_from_bytes::<u32>(rest).map_err(|_| DecodeError::Malformed)?;
+        if kind >= BODY_KINDS {
+            return Err(DecodeError::UnknownKind { id, kind });
+        }
+        let (body, _) = postcard::take_from_bytes::<Body<'a>>(rest)
+            .map_err(|_| DecodeError::BadBody { id, kind })?;
+        Ok(Envelope { id, body })
     }
 
     /// Decodes one message if its kind is in `KINDS` (bit `k` set: decode
     /// kind `k`); any other kind is reported as
     /// [`DecodeError::UnknownKind`], as a kind this version does not know
-    /// would be. Trailing bytes are ignored.
+    /// would be. Otherwise the same as [`Envelope::decode`].
     ///
-    /// For firmware: the code that decodes a kind is only built in if its
-    /// bit is set, so a device that names the requests it handles does not
-    /// carry decoders for the messages only it sends (about 2 KiB of flash
-    /// on a Cortex-M). [`Envelope::decode`] is this with every kind.
+    /// For firmware, as [`Envelope::encode_kinds`]: the crate's own small
+    /// postcard decoder, and only for the kinds the device names (the
+    /// requests it handles), so it carries no decoder for what only it
+    /// sends.
     pub fn decode_kinds<const KINDS: u32>(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let (id, rest) =
-            postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Malformed)?;
-        let (kind, payload) =
-            postcard::take_from_bytes::<u32>(rest).map_err(|_| DecodeError::Malformed)?;
-        // Postcard encodes an enum as its variant index (a varint, the wire
-        // kind) followed by the variant's content, so each kind's content is
-        // decoded on its own. The guards are constants: the arms of kinds
-        // not in `KINDS` are not compiled in.
         let want = |k: u32| KINDS & (1 << k) != 0;
+        let r = &mut Reader::new(bytes);
+        let id = u32::read(r).ok_or(DecodeError::Malformed)?;
+        let kind = u32::read(r).ok_or(DecodeError::Malformed)?;
+        // The kind's content follows it (see `encode_kinds`).
         let body = match kind {
-            0 if want(0) => content(payload).map(Body::Hello),
-            1 if want(1) => content(payload).map(Body::DeviceInfo),
-            2 if want(2) => content(payload).map(Body::Ping),
-            3 if want(3) => content(payload).map(Body::Pong),
-            4 if want(4) => content(payload).map(Body::Exec),
-            5 if want(5) => content(payload).map(Body::Started),
-            6 if want(6) => content(payload).map(Body::Stdin),
+            0 if want(0) => Wire::read(r).map(Body::Hello),
+            1 if want(1) => Wire::read(r).map(Body::DeviceInfo),
+            2 if want(2) => Wire::read(r).map(Body::Ping),
+            3 if want(3) => Wire::read(r).map(Body::Pong),
+            4 if want(4) => Wire::read(r).map(Body::Exec),
+            5 if want(5) => Wire::read(r).map(Body::Started),
+            6 if want(6) => Wire::read(r).map(Body::Stdin),
             7 if want(7) => Some(Body::StdinClose),
-            8 if want(8) => content(payload).map(Body::Output),
-            9 if want(9) => content(payload).map(Body::Exit),
+            8 if want(8) => Wire::read(r).map(Body::Output),
+            9 if want(9) => Wire::read(r).map(Body::Exit),
             10 if want(10) => Some(Body::Cancel),
-            11 if want(11) => content(payload).map(Body::Credit),
-            12 if want(12) => content(payload).map(Body::Attach),
-            13 if want(13) => content(payload).map(Body::PutOpen),
-            14 if want(14) => content(payload).map(Body::PutReady),
-            15 if want(15) => content(payload).map(Body::Write),
+            11 if want(11) => Wire::read(r).map(Body::Credit),
+            12 if want(12) => Wire::read(r).map(Body::Attach),
+            13 if want(13) => Wire::read(r).map(Body::PutOpen),
+            14 if want(14) => Wire::read(r).map(Body::PutReady),
+            15 if want(15) => Wire::read(r).map(Body::Write),
             16 if want(16) => Some(Body::Commit),
-            17 if want(17) => content(payload).map(Body::Get),
-            18 if want(18) => content(payload).map(Body::Data),
-            19 if want(19) => content(payload).map(Body::Stat),
-            20 if want(20) => content(payload).map(Body::StatReply),
-            21 if want(21) => content(payload).map(Body::List),
-            22 if want(22) => content(payload).map(Body::Entry),
-            23 if want(23) => content(payload).map(Body::Remove),
-            24 if want(24) => content(payload).map(Body::Hash),
-            25 if want(25) => content(payload).map(Body::HashReply),
+            17 if want(17) => Wire::read(r).map(Body::Get),
+            18 if want(18) => Wire::read(r).map(Body::Data),
+            19 if want(19) => Wire::read(r).map(Body::Stat),
+            20 if want(20) => Wire::read(r).map(Body::StatReply),
+            21 if want(21) => Wire::read(r).map(Body::List),
+            22 if want(22) => Wire::read(r).map(Body::Entry),
+            23 if want(23) => Wire::read(r).map(Body::Remove),
+            24 if want(24) => Wire::read(r).map(Body::Hash),
+            25 if want(25) => Wire::read(r).map(Body::HashReply),
             26 if want(26) => Some(Body::Reset),
-            27 if want(27) => content(payload).map(Body::Log),
+            27 if want(27) => Wire::read(r).map(Body::Log),
             28 if want(28) => Some(Body::Ok),
-            29 if want(29) => content(payload).map(Body::Error),
-            30 if want(30) => content(payload).map(Body::Unsupported),
+            29 if want(29) => Wire::read(r).map(Body::Error),
+            30 if want(30) => Wire::read(r).map(Body::Unsupported),
             _ => return Err(DecodeError::UnknownKind { id, kind }),
         };
         let body = body.ok_or(DecodeError::BadBody { id, kind })?;

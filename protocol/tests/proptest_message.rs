@@ -5,7 +5,7 @@
 use corral_protocol::message::{
     Body, Data, DecodeError, DeviceInfo, DirEntry, Envelope, ErrorCode, ErrorReply, ExecRequest,
     ExitReason, ExitReport, FileHash, FileKind, FileStat, Get, HostHello, Limits, LogLevel,
-    LogLine, Output, PutOpen, PutReady, Started, StrList, Stream, Write, BODY_KINDS,
+    LogLine, Output, PutOpen, PutReady, Started, StrList, Stream, Write, ALL_KINDS, BODY_KINDS,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -225,12 +225,17 @@ proptest! {
         let env = Envelope::new(r.id, body(&r));
         let bytes = encode(&env);
         prop_assert_eq!(Envelope::decode(&bytes), Ok(env));
-        // The per-kind encoder and decoder agree with serde's derived
-        // (de)serialization of the whole envelope.
-        let mut derived = vec![0u8; bytes.len() + 64];
-        let derived = postcard::to_slice(&env, &mut derived).unwrap();
-        prop_assert_eq!(&*derived, &bytes[..]);
-        prop_assert_eq!(postcard::from_bytes::<Envelope<'_>>(&bytes).unwrap(), env);
+        // The firmware's codec writes and reads the same bytes.
+        let mut compact = vec![0u8; bytes.len()];
+        prop_assert_eq!(env.encode_kinds::<ALL_KINDS>(&mut compact), Some(bytes.len()));
+        prop_assert_eq!(&compact, &bytes);
+        prop_assert_eq!(Envelope::decode_kinds::<ALL_KINDS>(&bytes), Ok(env));
+        // Only the kinds asked for (here: all but Hello).
+        prop_assert_eq!(env.encode_kinds::<{ ALL_KINDS & !1 }>(&mut compact).is_some(), r.kind != 0);
+        prop_assert_eq!(
+            Envelope::decode_kinds::<{ ALL_KINDS & !1 }>(&bytes).is_ok(),
+            r.kind != 0
+        );
         let (id, rest) = postcard::take_from_bytes::<u32>(&bytes).unwrap();
         let (kind, _) = postcard::take_from_bytes::<u32>(rest).unwrap();
         prop_assert_eq!((id, kind), (r.id, r.kind));
@@ -238,6 +243,7 @@ proptest! {
         for short in [0, bytes.len() / 2, bytes.len() - 1] {
             let mut buf = vec![0u8; short];
             prop_assert_eq!(env.encode(&mut buf), None);
+            prop_assert_eq!(env.encode_kinds::<ALL_KINDS>(&mut buf), None);
         }
     }
 
@@ -249,6 +255,10 @@ proptest! {
         let bytes = encode(&env);
         let id_len = bytes.len() - postcard::take_from_bytes::<u32>(&bytes).unwrap().1.len();
         for cut in 0..bytes.len() {
+            prop_assert_eq!(
+                Envelope::decode_kinds::<ALL_KINDS>(&bytes[..cut]),
+                Envelope::decode(&bytes[..cut])
+            );
             match Envelope::decode(&bytes[..cut]) {
                 // A prefix may be a complete shorter message only if the
                 // rest was a trailing part the decoder need not read; it
@@ -266,6 +276,7 @@ proptest! {
     /// same value; errors name a kind consistent with the error.
     #[test]
     fn decode_never_panics_and_what_decodes_re_encodes(bytes in vec(any::<u8>(), 0..300)) {
+        prop_assert_eq!(Envelope::decode_kinds::<ALL_KINDS>(&bytes), Envelope::decode(&bytes));
         match Envelope::decode(&bytes) {
             Ok(env) => {
                 let again = encode(&env);
@@ -290,6 +301,7 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = value;
         }
+        prop_assert_eq!(Envelope::decode_kinds::<ALL_KINDS>(&bytes), Envelope::decode(&bytes));
         if let Ok(env) = Envelope::decode(&bytes) {
             let again = encode(&env);
             prop_assert_eq!(Envelope::decode(&again), Ok(env));

@@ -23,7 +23,7 @@ use corral_protocol::link::Config;
 use corral_protocol::message::{
     Body, Data, DecodeError, DeviceInfo, DirEntry, Envelope, ErrorCode, ErrorReply, ExecRequest,
     ExitReason, ExitReport, FileHash, FileKind, FileStat, Get, HostHello, Limits, LogLevel,
-    LogLine, Output, PutOpen, PutReady, Started, StrList, Stream, Write, BODY_KINDS,
+    LogLine, Output, PutOpen, PutReady, Started, StrList, Stream, Write, ALL_KINDS, BODY_KINDS,
 };
 use corral_protocol::schema::{SCHEMA_HASH, VERSION};
 use corral_protocol::wire::{
@@ -1757,6 +1757,27 @@ fn message_vectors_decode_and_encode_byte_for_byte() {
             DecodeError::BadBody { kind, .. } => assert!(kind < BODY_KINDS),
             DecodeError::Malformed => {}
         }
+    }
+}
+
+/// The firmware's codec (`Envelope::decode_kinds` / `encode_kinds`, not
+/// serde) reads and writes every message vector the same way.
+#[test]
+fn message_vectors_through_the_firmware_codec() {
+    let file: MessageFile<Value> = golden("messages.json", &message_vectors());
+    let messages = file.messages.iter().map(|v| (&v.name, &v.hex));
+    let lenient = file.lenient.iter().map(|v| (&v.name, &v.hex));
+    for (name, hex) in messages.chain(lenient) {
+        let b = unhex(hex);
+        let env = Envelope::decode_kinds::<ALL_KINDS>(&b).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(Ok(env), Envelope::decode(&b), "{name}");
+        let mut buf = vec![0u8; b.len() + 16];
+        let n = env.encode_kinds::<ALL_KINDS>(&mut buf).unwrap();
+        assert_eq!(buf[..n], encode_message(&env), "{name}: encoding");
+    }
+    for v in &file.errors {
+        let err = Envelope::decode_kinds::<ALL_KINDS>(&unhex(&v.hex)).expect_err(&v.name);
+        assert_eq!(format!("{err:?}"), v.error, "{}", v.name);
     }
 }
 
