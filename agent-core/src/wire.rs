@@ -5,10 +5,12 @@
 //! tables). Instead of assembling them in a buffer of their own, they are
 //! written in place: postcard encodes a message as its fields in order
 //! (varints, and strings or byte strings as a varint length and the bytes;
-//! see `corral_protocol::schema`), so the fixed fields go through postcard
-//! as a tuple and the variable tail is written after them. The tests decode
-//! the result with [`Envelope::decode`] to keep this honest.
+//! see `corral_protocol::schema`), so the fixed fields are written with the
+//! protocol's firmware codec (`corral_protocol::codec`) and the variable
+//! tail after them. The tests decode the result with [`Envelope::decode`]
+//! to keep this honest.
 
+use corral_protocol::codec::{Wire, Writer};
 use corral_protocol::link::Link;
 use corral_protocol::message::{Envelope, Limits};
 
@@ -103,7 +105,7 @@ pub(crate) fn queue<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize>(
     };
     link.send_with(|buf| {
         let room = room.min(buf.len());
-        env.encode_kinds::<SENT_KINDS>(&mut buf[..room])
+        env.encode_kinds::<SENT_KINDS>(buf.get_mut(..room)?)
     })
     .is_ok()
 }
@@ -118,22 +120,31 @@ pub(crate) fn data(
     want: usize,
     read: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<usize> {
-    let head = postcard::to_slice(&(id, KIND_DATA, offset, want), buf)
-        .ok()?
-        .len();
-    let got = read(buf.get_mut(head..head + want)?)?.min(want);
+    let head = data_header(buf, id, offset, want)?;
+    let got = read(buf.get_mut(head..)?.get_mut(..want)?)?.min(want);
     if got == want {
         return Some(head + want);
     }
-    // A short read: the length prefix shrinks (or stays), so the data moves
-    // down behind the re-encoded header.
+    // A short read: the length prefix shrinks (or stays). The header for
+    // `got` is measured in a scratch buffer, the data moves down behind
+    // it, and then the header is written in front.
     let mut short = [0u8; DATA_OVERHEAD];
-    let new_head = postcard::to_slice(&(id, KIND_DATA, offset, got), &mut short)
-        .ok()?
-        .len();
-    buf.copy_within(head..head + got, new_head);
-    buf[..new_head].copy_from_slice(&short[..new_head]);
+    let new_head = data_header(&mut short, id, offset, got)?;
+    buf.get_mut(new_head..head + got)?
+        .copy_within(head.checked_sub(new_head)?.., 0);
+    data_header(buf, id, offset, got)?;
     Some(new_head + got)
+}
+
+/// Writes the part of a `Data` message before its bytes (request id, kind,
+/// offset, length) at the start of `buf`; returns its length.
+fn data_header(buf: &mut [u8], id: u32, offset: u64, len: usize) -> Option<usize> {
+    let mut w = Writer::new(buf);
+    id.write(&mut w)?;
+    KIND_DATA.write(&mut w)?;
+    offset.write(&mut w)?;
+    w.varint(len as u64)?;
+    Some(w.len())
 }
 
 /// Encodes the `DeviceInfo` reply, with `names` as its command list, into
@@ -145,27 +156,22 @@ pub(crate) fn device_info<'n>(
     limits: &Limits,
     names: impl Iterator<Item = &'n str> + Clone,
 ) -> Option<usize> {
-    let fixed = (
-        id,
-        KIND_DEVICE_INFO,
-        who.name,
-        who.board,
-        who.serial,
-        who.firmware,
-        who.boot_id,
-        limits,
-    );
-    let mut at = postcard::to_slice(&fixed, &mut *buf).ok()?.len();
+    let mut w = Writer::new(buf);
+    id.write(&mut w)?;
+    KIND_DEVICE_INFO.write(&mut w)?;
+    for s in [who.name, who.board, who.serial, who.firmware] {
+        s.write(&mut w)?;
+    }
+    who.boot_id.write(&mut w)?;
+    limits.write(&mut w)?;
     // The command list is one string: every name followed by a NUL.
     let total: usize = names.clone().map(|n| n.len() + 1).sum();
-    at += postcard::to_slice(&total, buf.get_mut(at..)?).ok()?.len();
+    w.varint(total as u64)?;
     for name in names {
-        let end = at + name.len();
-        buf.get_mut(at..end)?.copy_from_slice(name.as_bytes());
-        *buf.get_mut(end)? = 0;
-        at = end + 1;
+        w.raw(name.as_bytes())?;
+        w.byte(0)?;
     }
-    Some(at)
+    Some(w.len())
 }
 
 #[cfg(test)]

@@ -1,5 +1,10 @@
 //! A hand-written postcard codec for the message types, for firmware.
 //!
+//! Firmware that writes a message in place (a `Data` message whose bytes
+//! come straight from a file store, say) uses [`Writer`] and [`Wire`]
+//! directly: the encoding of an enum variant is its kind as a `u32` and
+//! then its content.
+//!
 //! [`Envelope::decode`](crate::message::Envelope::decode) and
 //! [`encode`](crate::message::Envelope::encode) go through serde and
 //! postcard. That is several KiB of flash on a Cortex-M: every message type
@@ -33,13 +38,20 @@ use crate::message::{
 };
 
 /// Reads postcard values from the front of a byte slice.
-pub(crate) struct Reader<'a> {
+#[derive(Debug)]
+pub struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    /// A reader of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes }
+    }
+
+    /// What has not been read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
     }
 
     fn byte(&mut self) -> Option<u8> {
@@ -57,7 +69,7 @@ impl<'a> Reader<'a> {
     /// A varint for an unsigned type of `bits` bits (16, 32 or 64).
     // Out of line: one copy serves every integer field.
     #[inline(never)]
-    pub(crate) fn varint(&mut self, bits: u32) -> Option<u64> {
+    pub fn varint(&mut self, bits: u32) -> Option<u64> {
         let max_len = bits.div_ceil(7);
         // The bits the last possible byte may carry.
         let last_max = (1u8 << (bits % 7)) - 1;
@@ -78,38 +90,48 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes postcard values into a buffer.
-pub(crate) struct Writer<'b> {
+#[derive(Debug)]
+pub struct Writer<'b> {
     buf: &'b mut [u8],
     at: usize,
 }
 
 impl<'b> Writer<'b> {
-    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+    /// A writer that fills `buf` from its start.
+    pub fn new(buf: &'b mut [u8]) -> Self {
         Writer { buf, at: 0 }
     }
 
     /// Bytes written so far.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.at
     }
 
-    fn bytes(&mut self, bytes: &[u8]) -> Option<()> {
+    /// True if nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.at == 0
+    }
+
+    /// Writes `bytes` as they are (no length); `None` if they do not fit.
+    pub fn raw(&mut self, bytes: &[u8]) -> Option<()> {
         let end = self.at.checked_add(bytes.len())?;
         self.buf.get_mut(self.at..end)?.copy_from_slice(bytes);
         self.at = end;
         Some(())
     }
 
-    fn byte(&mut self, b: u8) -> Option<()> {
+    /// Writes one byte; `None` if it does not fit.
+    pub fn byte(&mut self, b: u8) -> Option<()> {
         *self.buf.get_mut(self.at)? = b;
         self.at += 1;
         Some(())
     }
 
-    /// A varint, in its minimal form (as postcard writes it).
+    /// Writes a varint in its minimal form (as postcard writes an unsigned
+    /// integer or a length); `None` if it does not fit.
     // Out of line: one copy serves every integer field.
     #[inline(never)]
-    pub(crate) fn varint(&mut self, mut v: u64) -> Option<()> {
+    pub fn varint(&mut self, mut v: u64) -> Option<()> {
         while v >= 0x80 {
             self.byte(v as u8 | 0x80)?;
             v >>= 7;
@@ -119,8 +141,11 @@ impl<'b> Writer<'b> {
 }
 
 /// A value with a postcard encoding.
-pub(crate) trait Wire<'a>: Sized {
+pub trait Wire<'a>: Sized {
+    /// Reads a value; `None` if the bytes are not one (as postcard refuses
+    /// them).
     fn read(r: &mut Reader<'a>) -> Option<Self>;
+    /// Writes the value; `None` if it does not fit.
     fn write(&self, w: &mut Writer<'_>) -> Option<()>;
 }
 
@@ -197,7 +222,7 @@ impl<'a> Wire<'a> for &'a [u8] {
     }
     fn write(&self, w: &mut Writer<'_>) -> Option<()> {
         w.varint(self.len() as u64)?;
-        w.bytes(self)
+        w.raw(self)
     }
 }
 
@@ -215,7 +240,7 @@ impl Wire<'_> for [u8; 32] {
         r.take(32)?.try_into().ok()
     }
     fn write(&self, w: &mut Writer<'_>) -> Option<()> {
-        w.bytes(self)
+        w.raw(self)
     }
 }
 

@@ -47,7 +47,7 @@ extern crate std;
 
 pub mod auth;
 mod cobs;
-mod codec;
+pub mod codec;
 pub mod credit;
 pub mod features;
 pub mod frame;
