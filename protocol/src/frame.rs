@@ -201,18 +201,20 @@ impl FrameDecoderState {
     pub fn push<'b>(&mut self, buf: &'b mut [u8], input: &[u8]) -> (usize, Option<Decoded<'b>>) {
         // Whole runs up to the next delimiter are copied at once: on a host
         // link this loop sees hundreds of MB/s.
+        //
+        // Slices are taken with `get`, which cannot fail here, so that no
+        // panic paths (and their messages) end up in firmware.
         let mut i = 0;
-        while i < input.len() {
-            let rest = &input[i..];
+        while let Some(rest) = input.get(i..).filter(|r| !r.is_empty()) {
             let delim = rest.iter().position(|&b| b == DELIMITER);
-            let data = &rest[..delim.unwrap_or(rest.len())];
+            let data = rest.get(..delim.unwrap_or(rest.len())).unwrap_or(rest);
             if !self.skipping {
-                let room = buf.len() - self.len;
+                let room = buf.len().saturating_sub(self.len);
                 if data.len() <= room {
-                    buf[self.len..self.len + data.len()].copy_from_slice(data);
+                    copy_into(buf, self.len, data);
                     self.len += data.len();
                 } else {
-                    buf[self.len..].copy_from_slice(&data[..room]);
+                    copy_into(buf, self.len, data.get(..room).unwrap_or_default());
                     self.len = buf.len();
                     if looks_like_text(buf) {
                         // A long line of text with no delimiter: pass on a
@@ -220,7 +222,7 @@ impl FrameDecoderState {
                         self.len = 0;
                         let n = buf.len();
                         self.stats.console_bytes = self.stats.console_bytes.wrapping_add(n as u32);
-                        return (i + room, Some(Decoded::Console(&buf[..n])));
+                        return (i + room, Some(Decoded::Console(buf)));
                     }
                     self.len = 0;
                     self.skipping = true;
@@ -237,9 +239,12 @@ impl FrameDecoderState {
             if core::mem::take(&mut self.skipping) || n == 0 {
                 continue;
             }
-            match self.classify(&mut buf[..n]) {
-                Found::Frame(len) => return (i, Some(Decoded::Frame(&buf[..len]))),
-                Found::Console(len) => return (i, Some(Decoded::Console(&buf[..len]))),
+            let Some(chunk) = buf.get_mut(..n) else {
+                continue;
+            };
+            match self.classify(chunk) {
+                Found::Frame(len) => return (i, Some(Decoded::Frame(prefix(buf, len)))),
+                Found::Console(len) => return (i, Some(Decoded::Console(prefix(buf, len)))),
                 Found::Nothing => continue,
             }
         }
@@ -253,12 +258,12 @@ impl FrameDecoderState {
     /// transit never pauses mid-way.
     pub fn flush_text<'b>(&mut self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
         let n = self.len;
-        if n == 0 || self.skipping || !looks_like_text(&buf[..n]) {
-            return None;
-        }
+        let text = buf
+            .get(..n)
+            .filter(|t| !t.is_empty() && !self.skipping && looks_like_text(t))?;
         self.len = 0;
         self.stats.console_bytes = self.stats.console_bytes.wrapping_add(n as u32);
-        Some(&buf[..n])
+        Some(text)
     }
 
     fn classify(&mut self, chunk: &mut [u8]) -> Found {
@@ -338,6 +343,18 @@ pub fn looks_like_text(bytes: &[u8]) -> bool {
     bytes
         .iter()
         .all(|&b| matches!(b, 0x20..=0x7e | b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x80..=0xff))
+}
+
+/// Copies `data` into `buf` at `at` if it fits (callers make sure it does).
+fn copy_into(buf: &mut [u8], at: usize, data: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..).and_then(|b| b.get_mut(..data.len())) {
+        dst.copy_from_slice(data);
+    }
+}
+
+/// The first `len` bytes of `buf` (all of it if shorter).
+fn prefix(buf: &[u8], len: usize) -> &[u8] {
+    buf.get(..len).unwrap_or(buf)
 }
 
 /// Decodes COBS in place; only called on chunks already verified.
