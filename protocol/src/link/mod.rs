@@ -393,6 +393,14 @@ struct Peer {
     max_message: u16,
 }
 
+/// The first `n` bytes of `*rest` (fewer if it is shorter), cut off it.
+fn take<'a>(rest: &mut &'a mut [u8], n: usize) -> &'a mut [u8] {
+    let all = core::mem::take(rest);
+    let (head, tail) = all.split_at_mut(n.min(all.len()));
+    *rest = tail;
+    head
+}
+
 /// The four regions of the storage block.
 struct Bufs<'a> {
     tx: &'a mut [u8],
@@ -402,10 +410,13 @@ struct Bufs<'a> {
 }
 
 fn split<'a>(storage: &'a mut [u8], cfg: &Config) -> Bufs<'a> {
-    let (tx, rest) = storage.split_at_mut(cfg.tx_buffer);
-    let (rx, rest) = rest.split_at_mut(cfg.rx_buffer);
-    let (frame, rest) = rest.split_at_mut(cfg.frame_buffer);
-    let console = &mut rest[..cfg.console_buffer];
+    // `Link::new` checked that the storage holds all four; `take` cuts
+    // short rather than panic, which keeps panic paths out of firmware.
+    let mut rest = storage;
+    let tx = take(&mut rest, cfg.tx_buffer);
+    let rx = take(&mut rest, cfg.rx_buffer);
+    let frame = take(&mut rest, cfg.frame_buffer);
+    let console = take(&mut rest, cfg.console_buffer);
     Bufs {
         tx,
         rx,
@@ -612,7 +623,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
             }
             let room = room_all.min(buf.len() - RECORD_HEADER);
             let (head, body) = buf.split_at_mut(RECORD_HEADER);
-            let n = fill(&mut body[..room])?;
+            let n = fill(body.get_mut(..room)?)?;
             if n > room {
                 return None;
             }
@@ -639,7 +650,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
         let (frame_buf, rx_buf, console_buf) = (b.frame, b.rx, b.console);
         while !input.is_empty() {
             let (used, item) = self.st.dec.push(frame_buf, input);
-            input = &input[used..];
+            input = input.get(used..).unwrap_or_default();
             match item {
                 Some(Decoded::Frame(body)) => {
                     self.st.stats.frames_received += 1;
@@ -1136,7 +1147,7 @@ impl<const S: usize> Core<S> {
             let mut h = [0u8; SEG_MAX_HEADER];
             let hl = seg.emit(&mut h);
             let data = self.tx.bytes(tx_buf, next.seq, next.len);
-            let n = frame::encode(&[&h[..hl], data], out).ok()?;
+            let n = frame::encode(&[h.get(..hl)?, data], out).ok()?;
             if self.tx.is_new(&next) {
                 self.stats.payload_sent += u64::from(next.len);
             } else {
@@ -1170,7 +1181,7 @@ impl<const S: usize> Core<S> {
         seg.ack_request = request;
         let mut h = [0u8; SEG_MAX_HEADER];
         let hl = seg.emit(&mut h);
-        let n = frame::encode(&[&h[..hl]], out).ok()?;
+        let n = frame::encode(&[h.get(..hl)?], out).ok()?;
         self.ack_pending = false;
         self.last_tx = now;
         Some(n)
