@@ -121,11 +121,13 @@ impl<P, const ARGV: usize, const OUT: usize> Slot<P, ARGV, OUT> {
     }
 
     fn finish(&mut self, now: Instant, reason: ExitReason, code: i32) {
-        let ms = (now - self.started).as_millis();
+        // Without `Duration`, whose conversions divide a `u64` (a library
+        // routine on a 32-bit MCU).
+        let us = now.micros_since(self.started);
         self.phase = Phase::Finishing {
             reason,
             code,
-            duration_ms: u64::try_from(ms).unwrap_or(u64::MAX),
+            duration_ms: corral_protocol::time::div_rem_small(us, 1000).0,
         };
     }
 }
@@ -561,7 +563,7 @@ impl<P: Platform, const SLOTS: usize, const ARGV: usize, const OUT: usize>
         slot.argv_len = raw.len() as u16;
         slot.started = now;
         slot.deadline =
-            (req.timeout_ms > 0).then(|| now + Duration::from_millis(u64::from(req.timeout_ms)));
+            (req.timeout_ms > 0).then(|| now.add_micros(u64::from(req.timeout_ms) * 1000));
         slot.wake = Instant::ZERO;
         slot.state = [0; STATE_WORDS];
         slot.os = OutState::new(req.credit);

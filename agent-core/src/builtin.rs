@@ -8,7 +8,6 @@
 //! test, a counter) keeps its position in [`Ctx::state`].
 
 use core::marker::PhantomData;
-use core::time::Duration;
 
 use crate::command::{Command, Ctx, Step};
 use crate::platform::Platform;
@@ -114,7 +113,8 @@ fn sleep<P: Platform>(cx: &mut Ctx<'_, P>) -> Step {
         cx.eprint("usage: sleep MS\n");
         return cx.exit(2);
     };
-    let until = cx.started() + Duration::from_millis(ms);
+    // Not `+ Duration::from_millis(ms)`: that divides a `u64`.
+    let until = cx.started().add_micros(ms.saturating_mul(1000));
     if cx.now() >= until {
         Step::Exit(0)
     } else {

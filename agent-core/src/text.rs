@@ -4,14 +4,19 @@
 /// Writes `n` in decimal into `buf` and returns the digits.
 pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    loop {
+    // From the end; 20 digits hold any u64, and `get` stops early rather
+    // than panic if they did not. `div_rem_small` divides with 32-bit
+    // divisions (a `u64` one is a library routine on a 32-bit MCU).
+    while let Some(slot) = i.checked_sub(1).and_then(|j| buf.get_mut(j)) {
+        let (q, digit) = corral_protocol::time::div_rem_small(n, 10);
+        *slot = b'0' + digit as u8;
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        n = q;
         if n == 0 {
-            return &buf[i..];
+            break;
         }
     }
+    buf.get(i..).unwrap_or_default()
 }
 
 /// Writes `data` as lowercase hex into `buf` (twice its length) and returns

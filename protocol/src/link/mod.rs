@@ -565,7 +565,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
             .st
             .rtt
             .srtt()
-            .map_or(0, |d| d.as_micros().min(u32::MAX as u128) as u32);
+            .map_or(0, |us| us.min(u64::from(u32::MAX)) as u32);
         s.segment_size = self.st.send_mss(&self.cfg);
         s
     }
@@ -1051,15 +1051,14 @@ impl<const S: usize> Core<S> {
             return;
         }
         if let Some(oldest) = self.tx.oldest_outstanding() {
-            if now >= oldest + self.rtt.rto() {
+            if now >= oldest.add_micros(self.rtt.rto()) {
                 let n = self.tx.on_timeout();
                 self.rtt.back_off();
                 self.sizer.on_lost(n);
                 self.stats.timeouts += 1;
             }
         }
-        // Saturating, like all time arithmetic here: `+` on durations
-        // panics on overflow (and keeps its message in firmware).
+        // In µs, saturating, like all time arithmetic here.
         let wait = self
             .rtt
             .srtt()
@@ -1118,12 +1117,15 @@ impl<const S: usize> Core<S> {
             let n = frame::encode(&[&b], out).ok()?;
             self.hello_reply = false;
             if self.state != State::Established {
+                // In µs: multiplying a `Duration` divides a `u64`, a
+                // library routine on a 32-bit MCU.
+                let every = crate::time::micros(cfg.hello_interval);
                 let every = if self.state == State::Failed {
-                    cfg.hello_interval.saturating_mul(8)
+                    every.saturating_mul(8)
                 } else {
-                    cfg.hello_interval
+                    every
                 };
-                self.next_hello = now + every;
+                self.next_hello = now.add_micros(every);
             }
             self.last_tx = now;
             return Some(n);
@@ -1221,7 +1223,7 @@ impl<const S: usize> Core<S> {
                 return Some(Instant::ZERO);
             }
             if let Some(oldest) = self.tx.oldest_outstanding() {
-                t = earliest(t, Some(oldest + self.rtt.rto()));
+                t = earliest(t, Some(oldest.add_micros(self.rtt.rto())));
             }
             t = earliest(t, self.rack_deadline);
         }

@@ -1,5 +1,9 @@
 //! Round-trip time estimation and the retransmission timeout (RFC 6298).
 //!
+//! Times are whole microseconds (`u64`), not `Duration`s: making a
+//! `Duration` from microseconds divides a `u64`, a library routine on a
+//! 32-bit MCU.
+//!
 //! Samples include the time a frame spends being clocked out on a slow line,
 //! so on a UART the estimate grows with the frame size on its own; no baud rate
 //! needs to be configured for the timeout to be right.
@@ -31,9 +35,10 @@ impl RttEstimator {
         }
     }
 
-    /// Feeds one sample from a segment that was sent exactly once (Karn).
-    pub(crate) fn sample(&mut self, rtt: Duration) {
-        let r = crate::time::micros(rtt).max(1);
+    /// Feeds one sample (µs) from a segment that was sent exactly once
+    /// (Karn).
+    pub(crate) fn sample(&mut self, rtt: u64) {
+        let r = rtt.max(1);
         if self.srtt == 0 {
             self.srtt = r;
             self.rttvar = r / 2;
@@ -58,8 +63,8 @@ impl RttEstimator {
         self.backoff = (self.backoff + 1).min(16);
     }
 
-    /// The current retransmission timeout, backoff included.
-    pub(crate) fn rto(&self) -> Duration {
+    /// The current retransmission timeout (µs), backoff included.
+    pub(crate) fn rto(&self) -> u64 {
         let base = if self.srtt == 0 {
             self.rto_initial
         } else {
@@ -71,22 +76,22 @@ impl RttEstimator {
                 .min(self.rto_max)
         };
         let backed = base.saturating_mul(1u64 << self.backoff.min(16));
-        Duration::from_micros(backed.min(self.rto_max.max(self.rto_initial)))
+        backed.min(self.rto_max.max(self.rto_initial))
     }
 
-    /// Smoothed RTT, or `None` before the first sample.
-    pub(crate) fn srtt(&self) -> Option<Duration> {
-        (self.srtt != 0).then(|| Duration::from_micros(self.srtt))
+    /// Smoothed RTT (µs), or `None` before the first sample.
+    pub(crate) fn srtt(&self) -> Option<u64> {
+        (self.srtt != 0).then_some(self.srtt)
     }
 
     /// How long after a later segment was delivered an earlier one counts as
     /// lost rather than reordered (RACK's reordering window: a quarter of the
-    /// minimum RTT).
-    pub(crate) fn reorder_window(&self) -> Duration {
+    /// minimum RTT), in µs.
+    pub(crate) fn reorder_window(&self) -> u64 {
         if self.min_rtt == u64::MAX {
-            Duration::from_micros(self.rto_min / 4)
+            self.rto_min / 4
         } else {
-            Duration::from_micros(self.min_rtt / 4)
+            self.min_rtt / 4
         }
     }
 }
@@ -99,17 +104,17 @@ mod tests {
     fn timeout_follows_samples_and_backs_off() {
         let ms = Duration::from_millis;
         let mut r = RttEstimator::new(ms(1000), ms(50), ms(4000));
-        assert_eq!(r.rto(), ms(1000));
+        assert_eq!(r.rto(), 1_000_000);
         for _ in 0..20 {
-            r.sample(ms(100));
+            r.sample(100_000);
         }
         let settled = r.rto();
-        assert!(settled >= ms(100) && settled < ms(200), "{settled:?}");
+        assert!((100_000..200_000).contains(&settled), "{settled}");
         r.back_off();
         assert_eq!(r.rto(), settled * 2);
         for _ in 0..20 {
             r.back_off();
         }
-        assert_eq!(r.rto(), ms(4000));
+        assert_eq!(r.rto(), 4_000_000);
     }
 }

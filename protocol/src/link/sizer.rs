@@ -10,9 +10,11 @@
 
 /// Per-frame overhead assumed by the model: SEG header with sequence number,
 /// CRC, COBS code byte, delimiters, and a message record header.
-const OVERHEAD: u64 = 20;
+const OVERHEAD: u32 = 20;
 /// Decay horizon: counters are halved once this many frame bytes were sent.
-const HORIZON: u64 = 64 * 1024;
+/// It keeps them small: `u32` counters and arithmetic (a `u64` division is
+/// a library routine on a 32-bit MCU).
+const HORIZON: u32 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentSizer {
@@ -20,8 +22,8 @@ pub(crate) struct SegmentSizer {
     max: u16,
     current: u16,
     adaptive: bool,
-    sent_bytes: u64,
-    lost: u64,
+    sent_bytes: u32,
+    lost: u32,
 }
 
 impl SegmentSizer {
@@ -51,7 +53,8 @@ impl SegmentSizer {
 
     /// Records a data frame of `frame_len` bytes put on the wire.
     pub(crate) fn on_sent(&mut self, frame_len: usize) {
-        self.sent_bytes += frame_len as u64;
+        let frame_len = u32::try_from(frame_len).unwrap_or(u32::MAX);
+        self.sent_bytes = self.sent_bytes.saturating_add(frame_len);
         if self.sent_bytes > HORIZON {
             self.sent_bytes /= 2;
             self.lost /= 2;
@@ -61,7 +64,7 @@ impl SegmentSizer {
 
     /// Records `count` data frames found lost.
     pub(crate) fn on_lost(&mut self, count: u32) {
-        self.lost += u64::from(count);
+        self.lost = self.lost.saturating_add(count);
         self.update();
     }
 
@@ -70,17 +73,18 @@ impl SegmentSizer {
             return;
         }
         // n = sqrt(h / λ) with λ = lost / sent_bytes; no loss, no limit.
-        let best = (OVERHEAD * self.sent_bytes.max(1))
+        let best = OVERHEAD
+            .saturating_mul(self.sent_bytes.max(1))
             .checked_div(self.lost)
-            .map_or(u64::from(self.max), isqrt);
+            .map_or(u32::from(self.max), isqrt);
         // Not `clamp`, which panics if min > max (here when max is 0) and
-        // keeps `u64`'s `Debug` in firmware for its message.
-        self.current = best.max(u64::from(self.min)).min(u64::from(self.max)) as u16;
+        // keeps `Debug` of the integer in firmware for its message.
+        self.current = best.max(u32::from(self.min)).min(u32::from(self.max)) as u16;
     }
 }
 
 /// Integer square root (floor), by Newton's method.
-pub(crate) fn isqrt(n: u64) -> u64 {
+pub(crate) fn isqrt(n: u32) -> u32 {
     if n < 2 {
         return n;
     }
@@ -99,7 +103,19 @@ mod tests {
 
     #[test]
     fn isqrt_is_exact_floor() {
-        for n in [0u64, 1, 2, 3, 4, 15, 16, 17, 1 << 40, u64::MAX] {
+        for n in [
+            0u32,
+            1,
+            2,
+            3,
+            4,
+            15,
+            16,
+            17,
+            1 << 30,
+            u32::MAX - 1,
+            u32::MAX,
+        ] {
             let r = isqrt(n);
             assert!(r.checked_mul(r).is_some_and(|sq| sq <= n));
             assert!((r + 1).checked_mul(r + 1).is_none_or(|sq| sq > n));

@@ -11,7 +11,6 @@
 
 use crate::seq::{before, before_eq, dist};
 use crate::time::Instant;
-use core::time::Duration;
 use heapless::Vec;
 
 /// One segment in flight.
@@ -44,7 +43,8 @@ pub(crate) struct NextSeg {
 #[derive(Debug, Default)]
 pub(crate) struct AckOutcome {
     pub(crate) acked_bytes: u32,
-    pub(crate) rtt_sample: Option<Duration>,
+    /// Round-trip time in µs, from a segment sent once.
+    pub(crate) rtt_sample: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +146,7 @@ impl<const S: usize> TxState<S> {
         while let Some(first) = self.segs.first().copied() {
             if before_eq(first.end(), ack) {
                 if first.transmissions == 1 && !first.sacked {
-                    out.rtt_sample = Some(now - first.sent_at);
+                    out.rtt_sample = Some(now.micros_since(first.sent_at));
                 }
                 self.note_delivered(first.sent_at);
                 self.segs.remove(0);
@@ -199,7 +199,7 @@ impl<const S: usize> TxState<S> {
     /// RACK: marks as lost every segment sent before the latest delivered one
     /// that has been out longer than `rtt + reorder`. Returns how many were
     /// newly marked, and the next time this check could mark one.
-    pub(crate) fn detect_losses(&mut self, now: Instant, wait: Duration) -> (u32, Option<Instant>) {
+    pub(crate) fn detect_losses(&mut self, now: Instant, wait: u64) -> (u32, Option<Instant>) {
         let Some(rack) = self.rack_sent_at else {
             return (0, None);
         };
@@ -209,7 +209,7 @@ impl<const S: usize> TxState<S> {
             if seg.sacked || seg.lost || seg.sent_at >= rack {
                 continue;
             }
-            let due = seg.sent_at + wait;
+            let due = seg.sent_at.add_micros(wait);
             if due <= now {
                 seg.lost = true;
                 lost += 1;
@@ -374,7 +374,7 @@ mod tests {
         assert!(tx.next_segment(5, usize::MAX).is_none());
         let out = tx.on_ack(Instant::from_millis(11), 1005, 8);
         assert_eq!(out.acked_bytes, 5);
-        assert_eq!(out.rtt_sample, Some(Duration::from_millis(10)));
+        assert_eq!(out.rtt_sample, Some(10_000));
         let n = tx.next_segment(5, usize::MAX).unwrap();
         assert_eq!((n.seq, n.len), (1008, 4));
         assert_eq!(tx.bytes(&buf, n.seq, n.len), b"ijkl");
@@ -405,9 +405,9 @@ mod tests {
         let b = tx.next_segment(10, usize::MAX).unwrap();
         tx.sent(b, Instant::from_millis(1));
         tx.on_sack(&[(10, 20)]);
-        let (lost, next) = tx.detect_losses(Instant::from_millis(2), Duration::from_millis(5));
+        let (lost, next) = tx.detect_losses(Instant::from_millis(2), 5_000);
         assert_eq!((lost, next), (0, Some(Instant::from_millis(5))));
-        let (lost, _) = tx.detect_losses(Instant::from_millis(5), Duration::from_millis(5));
+        let (lost, _) = tx.detect_losses(Instant::from_millis(5), 5_000);
         assert_eq!(lost, 1);
         assert!(tx.has_lost());
     }
