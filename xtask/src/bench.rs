@@ -2,21 +2,65 @@
 //! `BENCH <name> <value> <unit>` lines.
 
 use crate::util::{self, output, step};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
+/// Runs every benchmark. A part that fails is reported and the others still
+/// run (their figures are worth having); the command fails at the end.
 pub fn run(root: &Path) -> Result<()> {
     machine();
+    let mut failed = Vec::new();
+    let mut part = |name: &str, r: Result<()>| {
+        if let Err(e) = r {
+            println!("    FAILED {name}: {e:#}");
+            failed.push(name.to_string());
+        }
+    };
     step("protocol: 1 MiB push over a simulated 8N1 line; framing speed");
-    util::run(
-        root,
-        "cargo",
-        &["bench", "-p", "corral-protocol", "--bench", "link"],
-    )?;
+    part(
+        "protocol",
+        util::run(
+            root,
+            "cargo",
+            &["bench", "-p", "corral-protocol", "--bench", "link"],
+        ),
+    );
     step("firmware footprint");
-    crate::setup::ensure_targets(&["thumbv7m-none-eabi"])?;
-    crate::test::build_firmware(root)?;
-    footprint(root)
+    part(
+        "firmware footprint",
+        crate::setup::ensure_targets(&["thumbv7m-none-eabi"])
+            .and_then(|()| crate::test::build_firmware(root))
+            .and_then(|()| footprint(root)),
+    );
+    step("gateway: 1,000 idle devices; exec round trip beside ssh; 256 MiB push beside scp");
+    if let Err(e) = ensure_ssh() {
+        println!("    note: {e:#}");
+        println!("    the ssh and scp figures are skipped; corral's own figures follow");
+    }
+    part(
+        "gateway",
+        util::run(
+            root,
+            "cargo",
+            &["bench", "-p", "corral-gateway", "--bench", "scale"],
+        ),
+    );
+    if !failed.is_empty() {
+        bail!("benchmarks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The peers the gateway bench compares with: Debian's sshd (started by the
+/// bench on a spare loopback port) and the ssh/scp clients. Installed when
+/// running as root; otherwise the error says what to install. sshd lives
+/// in /usr/sbin, which is not on every user's PATH, so it is checked by its
+/// path; openssh-client brings ssh, scp and ssh-keygen together.
+fn ensure_ssh() -> Result<()> {
+    crate::setup::ensure_packages(&[
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("scp", "openssh-client"),
+    ])
 }
 
 /// Says which machine the figures come from.
