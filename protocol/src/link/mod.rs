@@ -606,6 +606,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> Link<B, S> {
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Result<usize, SendError> {
+        let mut fill = Some(fill);
+        self.send_dyn(&mut |buf| fill.take().and_then(|f| f(buf)))
+    }
+
+    /// [`send_with`](Self::send_with) without its type parameter: one copy
+    /// of this code however many callers (firmware flash), for the cost of
+    /// an indirect call per message.
+    fn send_dyn(
+        &mut self,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<usize, SendError> {
         self.release();
         if !matches!(self.st.state, State::Established | State::Down) {
             return Err(SendError::NotConnected);
