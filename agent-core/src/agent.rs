@@ -559,7 +559,10 @@ impl<P: Platform, const SLOTS: usize, const ARGV: usize, const OUT: usize>
         slot.phase = Phase::Running;
         slot.id = id;
         slot.run = Some(command.run);
-        slot.argv[..raw.len()].copy_from_slice(raw);
+        // Fits: checked against ARGV above.
+        if let Some(dst) = slot.argv.get_mut(..raw.len()) {
+            dst.copy_from_slice(raw);
+        }
         slot.argv_len = raw.len() as u16;
         slot.started = now;
         slot.deadline =
@@ -930,7 +933,11 @@ fn step<P: Platform, const ARGV: usize, const OUT: usize>(
         slot.finish(now, ExitReason::FailedToStart, KILLED);
         return;
     };
-    let argv = core::str::from_utf8(&slot.argv[..usize::from(slot.argv_len)]).unwrap_or("");
+    let argv = slot
+        .argv
+        .get(..usize::from(slot.argv_len))
+        .unwrap_or_default();
+    let argv = core::str::from_utf8(argv).unwrap_or("");
     let mut cx = Ctx {
         platform,
         argv: StrList(argv),
@@ -972,9 +979,12 @@ fn flush_output<
     if n == 0 {
         return;
     }
+    let Some(data) = slot.out.get(..n) else {
+        return;
+    };
     let output = Output {
         stream: slot.os.stream,
-        data: &slot.out[..n],
+        data,
     };
     if wire::send(link, &Envelope::new(slot.id, Body::Output(output))) {
         slot.out.copy_within(n..len, 0);

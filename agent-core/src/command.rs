@@ -157,9 +157,9 @@ impl<'a> Printer<'a> {
             self.st.stalled |= !data.is_empty();
             return 0;
         }
-        let room = self.buf.len() - len;
-        let n = self.st.credit.take(data.len().min(room));
-        self.buf[len..len + n].copy_from_slice(&data[..n]);
+        let free = self.buf.get_mut(len..).unwrap_or_default();
+        let n = self.st.credit.take(data.len().min(free.len()));
+        free[..n].copy_from_slice(&data[..n]);
         self.st.len += n as u16;
         self.st.stream = stream;
         if n < data.len() {
@@ -254,7 +254,7 @@ impl<'a> Printer<'a> {
             return;
         }
         let skip = printed.saturating_sub(start) as usize;
-        let rest = &data[skip..];
+        let rest = data.get(skip..).unwrap_or_default();
         let n = self.write(stream, rest);
         self.st.printed += n as u32;
         if n < rest.len() {

@@ -121,7 +121,14 @@ impl RxState {
         if self.start + off + d.len() > cap {
             self.compact(buf);
         }
-        buf[self.start + off..self.start + off + d.len()].copy_from_slice(d);
+        // `get`: the room was checked above, and a panic path would stay
+        // in firmware.
+        if let Some(dst) = buf
+            .get_mut(self.start + off..)
+            .and_then(|b| b.get_mut(..d.len()))
+        {
+            dst.copy_from_slice(d);
+        }
         if in_order {
             self.nxt = e;
             // Swallow remembered ranges that are now contiguous.
@@ -166,7 +173,7 @@ impl RxState {
     /// The in-order bytes not yet consumed.
     pub(crate) fn readable<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let n = dist(self.base, self.nxt) as usize;
-        &buf[self.start..self.start + n]
+        buf.get(self.start..self.start + n).unwrap_or_default()
     }
 
     /// Drops `n` consumed bytes from the front.

@@ -113,7 +113,7 @@ impl<const S: usize> TxState<S> {
             self.start = 0;
         }
         let at = self.start + used;
-        let n = fill(&mut buf[at..at + room])?;
+        let n = fill(buf.get_mut(at..at + room)?)?;
         let n = n.min(room);
         self.end = self.end.wrapping_add(n as u32);
         Some(n)
@@ -122,7 +122,8 @@ impl<const S: usize> TxState<S> {
     /// The stream bytes `[seq, seq+len)`, which must be buffered.
     pub(crate) fn bytes<'b>(&self, buf: &'b [u8], seq: u32, len: u16) -> &'b [u8] {
         let off = self.start + dist(self.una, seq) as usize;
-        &buf[off..off + usize::from(len)]
+        // Never empty in fact; `get` keeps a panic path out of firmware.
+        buf.get(off..off + usize::from(len)).unwrap_or_default()
     }
 
     /// Processes a cumulative acknowledgement and the peer's window.
