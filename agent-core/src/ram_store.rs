@@ -189,8 +189,14 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
         Some(&self.pool[e.data_start()..e.data_start() + e.size as usize])
     }
 
+    // The pool is indexed with `get` throughout: the entries' bounds always
+    // hold, and panicking indexing would keep panic paths and their
+    // locations in firmware for nothing.
+
     fn name_of(&self, e: &Entry) -> &[u8] {
-        &self.pool[e.start as usize..e.data_start()]
+        self.pool
+            .get(e.start as usize..e.data_start())
+            .unwrap_or_default()
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -202,7 +208,8 @@ impl<const FILES: usize, const BYTES: usize> RamStore<FILES, BYTES> {
 
     fn pending_name(&self) -> Option<&[u8]> {
         let p = self.put.as_ref()?;
-        Some(&self.pool[self.used..self.used + usize::from(p.name_len)])
+        self.pool
+            .get(self.used..self.used + usize::from(p.name_len))
     }
 
     /// Removes `len` bytes at `start` from the pool, moving the files after
@@ -307,7 +314,13 @@ impl<const FILES: usize, const BYTES: usize> FileStore for RamStore<FILES, BYTES
                 },
             ));
         }
-        self.pool[self.used..self.used + name.len()].copy_from_slice(name.as_bytes());
+        if let Some(dst) = self
+            .pool
+            .get_mut(self.used..)
+            .and_then(|p| p.get_mut(..name.len()))
+        {
+            dst.copy_from_slice(name.as_bytes());
+        }
         self.put = Some(Pending {
             name_len: name.len() as u8,
             size: size32,
@@ -345,7 +358,9 @@ impl<const FILES: usize, const BYTES: usize> FileStore for RamStore<FILES, BYTES
             return Ok(());
         };
         let at = base + usize::from(p.name_len) + p.written as usize;
-        self.pool[at..at + new.len()].copy_from_slice(new);
+        if let Some(dst) = self.pool.get_mut(at..).and_then(|p| p.get_mut(..new.len())) {
+            dst.copy_from_slice(new);
+        }
         p.hasher.update(new);
         p.written += new.len() as u32;
         Ok(())
@@ -374,8 +389,8 @@ impl<const FILES: usize, const BYTES: usize> FileStore for RamStore<FILES, BYTES
             ));
         }
         let name_at = self.used;
-        let name = core::str::from_utf8(&self.pool[name_at..name_at + usize::from(p.name_len)])
-            .unwrap_or("");
+        let name = self.pool.get(name_at..name_at + usize::from(p.name_len));
+        let name = core::str::from_utf8(name.unwrap_or_default()).unwrap_or("");
         let existing = self.find(name);
         let Some(index) = existing.or_else(|| self.files.iter().position(Option::is_none)) else {
             // Unreachable: put_open checked for a free entry, and only
@@ -425,7 +440,13 @@ impl<const FILES: usize, const BYTES: usize> FileStore for RamStore<FILES, BYTES
         }
         let n = buf.len().min((size - offset) as usize);
         let at = e.data_start() + offset as usize;
-        buf[..n].copy_from_slice(&self.pool[at..at + n]);
+        let src = self
+            .pool
+            .get(at..)
+            .and_then(|p| p.get(..n))
+            .unwrap_or_default();
+        let n = src.len();
+        buf[..n].copy_from_slice(src);
         Ok(n)
     }
 
