@@ -37,6 +37,8 @@ impl<'a> StrList<'a> {
     pub const EMPTY: StrList<'static> = StrList("");
 
     /// The items. A final item without its terminator is still returned.
+    // The closure is deliberate: see below.
+    #[allow(clippy::manual_pattern_char_comparison)]
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let s = self.0;
         let body = s.strip_suffix('\0').unwrap_or(s);
