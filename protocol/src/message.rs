@@ -37,15 +37,23 @@ impl<'a> StrList<'a> {
     pub const EMPTY: StrList<'static> = StrList("");
 
     /// The items. A final item without its terminator is still returned.
-    // The closure is deliberate: see below.
-    #[allow(clippy::manual_pattern_char_comparison)]
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let s = self.0;
-        let body = s.strip_suffix('\0').unwrap_or(s);
-        let empty = s.is_empty();
-        // A char predicate, not `'\0'`: the same items, and on firmware it
-        // avoids `memchr`'s code (lists are a few short arguments).
-        body.split(|c: char| c == '\0').filter(move |_| !empty)
+        // What is left: `None` once the last item was returned. The same
+        // items as `split('\0')` of the list without its final NUL, by
+        // hand: on firmware that saves the generic splitter and `memchr`
+        // (lists are a few short arguments).
+        let mut rest = (!s.is_empty()).then(|| s.strip_suffix('\0').unwrap_or(s));
+        core::iter::from_fn(move || {
+            let r = rest?;
+            // A NUL byte is always a char boundary, so `get` cannot fail.
+            let (item, tail) = match r.bytes().position(|b| b == 0) {
+                Some(i) => (r.get(..i)?, r.get(i + 1..)),
+                None => (r, None),
+            };
+            rest = tail;
+            Some(item)
+        })
     }
 
     /// Number of items.
@@ -722,5 +730,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const S: usize> crate::link::Link<B, S> {
     /// Encodes and queues one message.
     pub fn send_message(&mut self, message: &Envelope<'_>) -> Result<(), crate::link::SendError> {
         self.send_with(|buf| message.encode(buf)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StrList;
+
+    #[test]
+    fn strlist_items_are_those_of_split() {
+        for s in [
+            "", "\0", "\0\0", "a", "a\0", "a\0\0", "\0a", "ls\0-l\0", "ls\0-l", "é\0ü\0",
+        ] {
+            let reference: std::vec::Vec<&str> = if s.is_empty() {
+                std::vec::Vec::new()
+            } else {
+                s.strip_suffix('\0').unwrap_or(s).split('\0').collect()
+            };
+            let ours: std::vec::Vec<&str> = StrList(s).iter().collect();
+            assert_eq!(ours, reference, "{s:?}");
+            assert_eq!(StrList(s).len(), reference.len());
+        }
     }
 }
