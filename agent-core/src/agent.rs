@@ -432,6 +432,11 @@ impl<P: Platform, const SLOTS: usize, const ARGV: usize, const OUT: usize>
     fn on_message(&mut self, now: Instant, bytes: &[u8]) -> Option<(u32, Reply)> {
         let env = match Envelope::decode_kinds::<{ wire::RECEIVED_KINDS }>(bytes) {
             Ok(env) => env,
+            Err(DecodeError::UnknownKind { kind, .. })
+                if wire::has_kind(wire::IGNORED_KINDS, kind) =>
+            {
+                return None
+            }
             Err(DecodeError::UnknownKind { id, kind }) => {
                 return Some((id, Reply::Unsupported(kind)))
             }
@@ -467,9 +472,8 @@ impl<P: Platform, const SLOTS: usize, const ARGV: usize, const OUT: usize>
                 self.reset_by = Some(now + RESET_GRACE);
                 Reply::Ok
             }
-            // Replies to requests this device never makes. Answering them
-            // (even with Unsupported) could start an endless exchange with a
-            // gateway that answers everything.
+            // Replies to requests this device never makes: not decoded (see
+            // `wire::IGNORED_KINDS`), and dropped if they were.
             Body::Pong(_) | Body::Ok | Body::Error(_) | Body::Unsupported(_) => return None,
             body => {
                 if self.platform.files().is_none() {

@@ -26,15 +26,15 @@ pub(crate) const KIND_STDIN: u32 = 6;
 pub(crate) const KIND_DATA: u32 = 18;
 
 /// The kinds the agent decodes ([`Envelope::decode_kinds`]): the requests it
-/// handles, and the replies it takes no action on (which must not draw an
-/// `Unsupported` back). Everything else (`Stdin`, `Attach`, and what only a
-/// device sends) is answered with `Unsupported` without being decoded, so
-/// the firmware carries no decoder for it.
+/// handles. The replies in [`IGNORED_KINDS`] are dropped and everything else
+/// (`Stdin`, `Attach`, and what only a device sends) is answered with
+/// `Unsupported`, both without being decoded, so the firmware carries no
+/// decoder for them.
 pub(crate) const RECEIVED_KINDS: u32 = kinds(&[
-    0, // Hello
-    2, // Ping
-    3, // Pong
-    KIND_EXEC, 10, // Cancel
+    0,  // Hello
+    2,  // Ping
+    4,  // Exec
+    10, // Cancel
     11, // Credit
     13, // PutOpen
     15, // Write
@@ -45,10 +45,17 @@ pub(crate) const RECEIVED_KINDS: u32 = kinds(&[
     23, // Remove
     24, // Hash
     26, // Reset
-    28, // Ok
-    29, // Error
-    30, // Unsupported
 ]);
+
+/// Replies to requests this device never makes (`Pong`, `Ok`, `Error`,
+/// `Unsupported`): dropped unread. Answering them, even with `Unsupported`,
+/// could start an endless exchange with a gateway that answers everything.
+pub(crate) const IGNORED_KINDS: u32 = kinds(&[3, 28, 29, 30]);
+
+/// True if `kind` is in the mask `kinds`.
+pub(crate) fn has_kind(kinds: u32, kind: u32) -> bool {
+    1u32.checked_shl(kind).is_some_and(|bit| kinds & bit != 0)
+}
 
 /// The kinds the agent sends through [`send`] and [`queue`]
 /// ([`Envelope::encode_kinds`]); `Data` and `DeviceInfo` are written in
@@ -200,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn received_kinds_are_the_handled_requests_and_ignored_replies() {
+    fn received_kinds_are_the_handled_requests_and_the_ignored_replies() {
         use corral_protocol::message::{ErrorCode, ErrorReply, FileHash, Get, HostHello, PutOpen};
         let exec = ExecRequest {
             argv: StrList::EMPTY,
@@ -250,7 +257,9 @@ mod tests {
             Body::Unsupported(0),
         ];
         let mask = received.iter().fold(0, |m, b| m | 1 << b.kind());
-        assert_eq!(RECEIVED_KINDS, mask);
+        assert_eq!(RECEIVED_KINDS | IGNORED_KINDS, mask);
+        assert_eq!(RECEIVED_KINDS & IGNORED_KINDS, 0);
+        assert!(has_kind(IGNORED_KINDS, 29) && !has_kind(IGNORED_KINDS, 40));
         // A kind outside the mask is reported unknown, so it gets
         // `Unsupported`, as before.
         let mut buf = [0u8; 64];
@@ -268,8 +277,10 @@ mod tests {
         );
         for body in received {
             let n = Envelope::new(9, body).encode(&mut buf).unwrap();
-            let env = Envelope::decode_kinds::<RECEIVED_KINDS>(&buf[..n]).unwrap();
-            assert_eq!(env.body, body);
+            if has_kind(RECEIVED_KINDS, body.kind()) {
+                let env = Envelope::decode_kinds::<RECEIVED_KINDS>(&buf[..n]).unwrap();
+                assert_eq!(env.body, body);
+            }
         }
     }
 
