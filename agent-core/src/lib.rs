@@ -71,8 +71,8 @@
 //!
 //! [`DeviceAgent`] is the configuration sized for a Cortex-M3 with 8 KiB of
 //! static RAM for the whole firmware. On `thumbv7m-none-eabi` it takes
-//! 5472 bytes plus the platform value: the link with [`Config::device`] is
-//! 4744 of them (3672 bytes of buffers and its state), each of the 2 command
+//! 5464 bytes plus the platform value: the link with [`Config::device`] is
+//! 4736 of them (3672 bytes of buffers and its state), each of the 2 command
 //! slots 288 (64 bytes of arguments, 128 of output, state), the rest a few
 //! words. A `RamStore<4, 1024>` adds 1424 bytes. With the main loop's
 //! buffers (64 + 600 bytes) and the board layer that leaves a few hundred

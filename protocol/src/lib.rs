@@ -12,7 +12,8 @@
 //!   keepalive, reboot detection, adaptive frame size.
 //! - [`message`]: the postcard-encoded messages (exec, files, logs, errors)
 //!   carried as records on the link, and [`credit`] for per-request flow
-//!   control.
+//!   control. [`codec`] reads and writes the same bytes without serde, for
+//!   firmware (`Envelope::decode_kinds` / `encode_kinds`).
 //! - [`auth`]: the challenge–response that guards TCP transports.
 //!
 //! A link is driven with bytes and time in, bytes and events out:
