@@ -113,6 +113,11 @@ impl ApiClient {
         ApiClient {
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
+                // reqwest's default TCP_USER_TIMEOUT (30 s) resets an upload
+                // that the gateway reads at a slow device's pace (a 256 KiB
+                // push at 115200 baud takes longer); the gateway has its
+                // own timeouts for devices that stop answering.
+                .tcp_user_timeout(None)
                 .build()
                 .unwrap_or_default(),
             base: base.trim_end_matches('/').to_string(),
