@@ -64,8 +64,10 @@ extern crate std;
 
 pub mod boot_id;
 pub mod hex;
+mod panic_line;
 mod writer;
 
+pub use panic_line::write_panic_line;
 pub use writer::SerialWriter;
 
 /// Prints the boot banner, `corral <board> boot id=<8 hex digits>\r\n`, on the

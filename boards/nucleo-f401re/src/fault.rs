@@ -30,37 +30,12 @@ fn panic(info: &PanicInfo) -> ! {
         crate::reset();
     }
     usart::ensure_tx_enabled();
-    usart::write_blocking(b"\0\r\npanicked");
-    if let Some(location) = info.location() {
-        usart::write_blocking(b" at ");
-        usart::write_blocking(location.file().as_bytes());
-        usart::write_blocking(b":");
-        let mut digits = [0u8; 10];
-        usart::write_blocking(decimal(location.line(), &mut digits));
-    }
-    // Only a message without arguments is printed. Formatting one would
-    // need `core::fmt`, and a handler that formats keeps every panic
-    // site's formatting code in the image: about a third of the flash.
-    // The location says where to look.
-    if let Some(message) = info.message().as_str() {
-        usart::write_blocking(b": ");
-        usart::write_blocking(message.as_bytes());
-    }
-    usart::write_blocking(b"\r\n\0");
+    corral_board_common::write_panic_line(
+        info.location().map(|l| (l.file(), l.line())),
+        info.message().as_str(),
+        usart::write_blocking,
+    );
     crate::reset()
-}
-
-/// `n` in decimal, in the end of `buf`.
-fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// Prints `\0\r\n<what> <hex value>\r\n\0` and resets.
